@@ -1,0 +1,101 @@
+"""From an image to prepared faces: detect, align, map box and landmarks, triple box, crops.
+
+`prepare_faces` is what data preparation stores and what inference feeds the model. The chip
+goes through the same JPEG encoding in both, so a face seen at inference gives exactly the
+crops it would give when read back from a feather file.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from detect.align import align_face, transform_box, transform_points
+from detect.detector import Detection, FaceDetector, to_three_channels
+from detect.pose import head_pose
+from detect.triple_box import crop_triple, triple_boxes
+
+JPEG_QUALITY = 95
+
+
+class ImageReadError(ValueError):
+    """An input that is missing, empty or not a decodable image."""
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as 3-channel uint8 BGR, or raise ImageReadError with the reason."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ImageReadError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise ImageReadError(f"{path}: is a folder, not an image")
+    if os.path.getsize(path) == 0:
+        raise ImageReadError(f"{path}: empty file (0 bytes)")
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ImageReadError(f"{path}: not a readable image")
+    if image.dtype != np.uint8:  # 16-bit PNG/TIFF
+        image = cv2.convertScaleAbs(image, alpha=255.0 / max(1, int(image.max())))
+    return to_three_channels(image)
+
+
+def decode_chip(jpeg: bytes) -> np.ndarray:
+    chip = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if chip is None:
+        raise ValueError("stored chip is not a decodable JPEG")
+    return chip
+
+
+@dataclass
+class PreparedFace:
+    """One face, ready for the model. Coordinates are float32 pixels, boxes x1, y1, x2, y2."""
+
+    box: np.ndarray             # in the input image
+    score: float
+    landmarks: np.ndarray       # (5, 2) in the input image, LANDMARK_NAMES order
+    chip_jpeg: bytes            # the aligned 256x256 BGR chip, JPEG-encoded as stored
+    chip_box: np.ndarray        # the box on the chip
+    chip_landmarks: np.ndarray  # (5, 2) on the chip
+    triple: np.ndarray          # (3, 4) outer, middle, inner boxes on the chip
+    pose: np.ndarray            # yaw, pitch, roll in degrees
+    chip: np.ndarray = field(repr=False, default=None)  # decoded chip_jpeg
+
+    def crops(self) -> np.ndarray:
+        """(3, 64, 64, 3) uint8 BGR crops, the model's input for this face."""
+        return crop_triple(self.chip, self.triple)
+
+
+def prepare_detection(image: np.ndarray, det: Detection) -> PreparedFace:
+    """Align one detection and derive everything the model and the feather files need."""
+    chip, matrix = align_face(image, det.landmarks)
+    ok, encoded = cv2.imencode(".jpg", chip, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise RuntimeError("JPEG encoding of the chip failed")
+    chip_jpeg = encoded.tobytes()
+    chip_landmarks = transform_points(det.landmarks, matrix)
+    chip_box = transform_box(det.box, matrix)
+    return PreparedFace(
+        box=det.box.astype(np.float32), score=det.score,
+        landmarks=det.landmarks.astype(np.float32), chip_jpeg=chip_jpeg, chip_box=chip_box,
+        chip_landmarks=chip_landmarks, triple=triple_boxes(chip_box, chip_landmarks[2]),
+        pose=head_pose(det.landmarks, image.shape), chip=decode_chip(chip_jpeg),
+    )
+
+
+def prepare_faces(image: np.ndarray, detector: FaceDetector, color: str = "bgr",
+                  max_faces: int | None = None) -> list[PreparedFace]:
+    """Detect every face in an image and prepare it; largest faces first.
+
+    image: uint8 BGR (default) or RGB as `color` says; grayscale and 4-channel are converted.
+    The chip is always BGR, as the model was trained on BGR pixels.
+    """
+    image = to_three_channels(np.asarray(image))
+    detections = detector.detect(image, color=color)
+    if max_faces is not None:
+        detections = detections[:max_faces]
+    bgr = image[:, :, ::-1] if color == "rgb" else image
+    bgr = np.ascontiguousarray(bgr)
+    return [prepare_detection(bgr, det) for det in detections]
