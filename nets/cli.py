@@ -1,0 +1,130 @@
+"""Command-line flags shared by nets/C3AE.py and nets/C3AE_expand.py, and what they run."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def build_parser(description: str, gender: bool) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    default_save = "model/c3ae_gender.keras" if gender else "model/c3ae_age.keras"
+    p.add_argument("-s", "--save_path", default=default_save, help="where the best model is written (.keras)")
+    p.add_argument("-p", "--pretrain_path", default=None,
+                   help="start from this model's weights; with -test/-fz: the model to use")
+    p.add_argument("-b", "--batch_size", type=int, default=50)
+    p.add_argument("-w", "--weight_factor", type=float, default=10.0, help="alpha, the weight of the W1 loss")
+    p.add_argument("-c", "--category", type=int, default=10, help="age bins minus 2 (10 -> 12 bins, 10 years apart)")
+    p.add_argument("-gpu", action="store_true", help="use the GPU(s) if visible (otherwise the CPU)")
+    p.add_argument("-se", action="store_true", help="squeeze-and-excitation blocks")
+    p.add_argument("-white", action="store_true", help="white norm: (x - 127.5) / 128 inside the model")
+    p.add_argument("-d", "--dropout", "--erase", dest="erase", type=float, default=0.2,
+                   help="random-erasing probability per crop")
+    p.add_argument("-lr", "--learning-rate", dest="lr", type=float, default=0.002)
+    p.add_argument("--source", default="utk", help="feather source name or regex, e.g. 'utk|afad'")
+    p.add_argument("--dataset", default="dataset/data", help="folder of the feather files (searched recursively)")
+    p.add_argument("--epochs", type=int, default=250)
+    p.add_argument("--loss", choices=("kl", "focal"), default="kl",
+                   help="loss on W1: KL (paper) or class-balanced focal (original code)")
+    p.add_argument("--seed", type=int, default=2019)
+    p.add_argument("--val-split", type=float, default=0.2)
+    p.add_argument("--resume", action="store_true", help="continue from NAME.last.keras with its optimizer state")
+    p.add_argument("-fp16", action="store_true", help="mixed float16 training (float32 outputs, loss scaling)")
+    p.add_argument("-fz", "--freeze", action="store_true", help="export the model to TFLite and check parity")
+    p.add_argument("--float16-export", action="store_true", help="with -fz: also write a float16 .tflite")
+    p.add_argument("-test", action="store_true", help="evaluate the model on its saved validation split")
+    p.add_argument("--strategy", choices=("default", "mirrored"), default="default",
+                   help="mirrored: tf.distribute.MirroredStrategy over the visible devices")
+    p.add_argument("--cpu-devices", type=int, default=1,
+                   help="split the CPU into N logical devices (to use --strategy mirrored without GPUs)")
+    p.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    p.add_argument("--cosine-lr", action="store_true", help="cosine learning-rate decay from lr to lr/100")
+    p.add_argument("--steps-per-epoch", type=int, default=None, help="fixed steps per epoch (quick runs)")
+    if gender:
+        p.add_argument("--loss-weights", type=float, nargs=3, default=[1.0, 10.0, 30.0],
+                       metavar=("AGE", "W1", "GENDER"))
+        p.add_argument("--mish6", action="store_true", help="Mish6 activation instead of ReLU")
+        p.add_argument("--gem", action="store_true", help="GeM pooling inside the SE blocks (needs -se)")
+        p.add_argument("--no-smooth", action="store_true", help="hard gender labels instead of 0.99/0.01")
+        p.add_argument("--neck", action="store_true",
+                       help="the original's 786 K-parameter neck with cosine heads (not compact)")
+    return p
+
+
+def config_from_args(args, gender: bool):
+    from nets.train import TrainConfig
+
+    extra = {}
+    if gender:
+        extra = dict(loss_weights=tuple(args.loss_weights), activation="mish6" if args.mish6 else "relu",
+                     se_pooling="gem" if args.gem else "avg", smooth_gender=not args.no_smooth, neck=args.neck)
+        if args.gem and not args.se:
+            raise ValueError("--gem changes the pooling inside SE blocks; add -se")
+    return TrainConfig(
+        dataset=args.dataset, source=args.source, save_path=args.save_path, pretrain_path=args.pretrain_path,
+        gender=gender, se=args.se, white=args.white, category=args.category, loss=args.loss,
+        weight_factor=args.weight_factor, batch_size=args.batch_size, epochs=args.epochs, lr=args.lr,
+        cosine_lr=args.cosine_lr, erase=args.erase, augment=not args.no_augment, seed=args.seed,
+        val_split=args.val_split, resume=args.resume, fp16=args.fp16, strategy=args.strategy,
+        cpu_devices=args.cpu_devices, gpu=args.gpu, steps_per_epoch=args.steps_per_epoch, **extra)
+
+
+def run_evaluation(model_path, cfg, log) -> dict:
+    from nets.data import load_rows, make_or_load_split
+    from nets.evaluate import evaluate_model
+    from nets.model import as_float32, load_c3ae
+    from nets.train import artifact
+
+    model = as_float32(load_c3ae(model_path))
+    split_path = artifact(model_path, ".split.json")
+    if not split_path.exists():
+        log(f"note: no saved split beside {model_path}; a new one is made with seed {cfg.seed}")
+    rows = load_rows(cfg.dataset, cfg.source)
+    split = make_or_load_split(rows, split_path, cfg.val_split, cfg.seed, log=log)
+    if len(split.val) == 0:
+        raise ValueError(f"none of the validation faces of {split_path} are in {cfg.dataset} ({cfg.source})")
+    prefix = artifact(model_path, "")
+    metrics = evaluate_model(model, split.val, prefix, title=Path(model_path).name)
+    log(f"validation: {metrics['faces']} faces, MAE {metrics['mae']:.3f}, CS(5) {metrics['cs5']:.3f}"
+        + (f", gender accuracy {metrics['gender_accuracy']:.4f}" if "gender_accuracy" in metrics else "")
+        + f" -> {prefix}.eval.json, {prefix}.eval.png")
+    return metrics
+
+
+def main(argv, description: str, gender: bool) -> int:
+    args = build_parser(description, gender).parse_args(argv)
+
+    def log(message):
+        print(message, file=sys.stderr, flush=True)
+
+    from nets.data import DataError
+    from nets.model import ModelFileError
+    from nets.train import TrainingError, configure_devices, train
+
+    try:
+        cfg = config_from_args(args, gender)
+        model_path = args.pretrain_path or args.save_path
+        if args.test or args.freeze:
+            configure_devices(args.gpu)
+            if args.test:
+                print(json.dumps(run_evaluation(model_path, cfg, log), indent=2))
+            if args.freeze:
+                from nets.export import export_tflite
+
+                report = export_tflite(model_path, float16=args.float16_export, log=log)
+                print(json.dumps(report, indent=2))
+                if not report["parity_ok"]:
+                    log("error: the TFLite model disagrees with the Keras model (see above)")
+                    return 1
+            return 0
+        state = train(cfg, log=log)
+        log(f"best validation MAE {state.get('best_val_mae', float('nan')):.3f} at epoch "
+            f"{state.get('best_epoch')}; model: {cfg.save_path}")
+        return 0
+    except (DataError, ModelFileError, TrainingError, ValueError, FileNotFoundError) as exc:
+        log(f"error: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        log("interrupted: the best and last models of finished epochs are kept; --resume continues")
+        return 130

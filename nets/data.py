@@ -1,0 +1,164 @@
+"""Training input: feather chunks -> rows -> a saved deterministic split -> tf.data of crops and targets."""
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from detect import crop_triple, decode_chip
+from nets.augment import AugmentConfig, augmented_crops
+from nets.labels import two_point_encode
+from nets.model import CROP_NAMES
+from preprocessing.schema import COLUMNS, triple_from_frame
+
+SMOOTH_GENDER = 0.01  # smoothed one-hot: 0.99 / 0.01
+
+
+class DataError(ValueError):
+    """The data set folder holds nothing usable."""
+
+
+def find_chunks(dataset_dir, source: str) -> list[Path]:
+    """All `<source>_<k>.feather` files in dataset_dir and its subfolders; source may be a regex."""
+    root = Path(dataset_dir)
+    if not root.is_dir():
+        raise DataError(f"dataset folder {root} does not exist")
+    try:
+        pattern = re.compile(rf"(?:{source})_\d+")
+    except re.error as exc:
+        raise DataError(f"--source {source!r} is not a valid regular expression ({exc})") from exc
+    chunks = sorted(p for p in root.rglob("*.feather") if pattern.fullmatch(p.stem))
+    if not chunks:
+        raise DataError(f"no feather files matching {source!r} under {root}; "
+                        "run preprocessing/dataset_proc.py first")
+    return chunks
+
+
+def load_rows(dataset_dir, source: str) -> pd.DataFrame:
+    """Rows of every matching chunk with a `key` column (chunk-source:source_file) naming each face.
+
+    A chunk that cannot be read or lacks columns is reported and left out; the rest is used.
+    """
+    frames = []
+    for path in find_chunks(dataset_dir, source):
+        try:
+            frame = pd.read_feather(path)
+        except Exception as exc:
+            warnings.warn(f"skipping {path}: not a readable feather file ({type(exc).__name__})")
+            continue
+        missing = set(COLUMNS) - set(frame.columns)
+        if missing:
+            warnings.warn(f"skipping {path}: lacks columns {', '.join(sorted(missing))}")
+            continue
+        chunk_source = path.stem.rsplit("_", 1)[0]
+        frame["key"] = chunk_source + ":" + frame["source_file"].astype(str)
+        frames.append(frame)
+    if not frames:
+        raise DataError(f"none of the feather files for {source!r} under {dataset_dir} could be read")
+    rows = pd.concat(frames, ignore_index=True).drop_duplicates("key").reset_index(drop=True)
+    return rows
+
+
+@dataclass
+class Split:
+    train: pd.DataFrame
+    val: pd.DataFrame
+
+
+def make_or_load_split(rows: pd.DataFrame, split_path, val_split: float = 0.2, seed: int = 2019,
+                       log=print) -> Split:
+    """Random split by face with a seed, saved as JSON (the keys of each side) and reused after.
+
+    A saved split is always honoured: rows it does not list (new data) are left out, with a note.
+    """
+    split_path = Path(split_path)
+    if split_path.exists():
+        saved = json.loads(split_path.read_text())
+        train_keys, val_keys = set(saved["train"]), set(saved["val"])
+        unknown = (~rows["key"].isin(train_keys | val_keys)).sum()
+        if unknown:
+            log(f"note: {unknown} faces are not in the saved split {split_path} and are not used")
+        log(f"using the saved split {split_path} (seed {saved['seed']}, val {saved['val_split']})")
+        return Split(rows[rows["key"].isin(train_keys)].reset_index(drop=True),
+                     rows[rows["key"].isin(val_keys)].reset_index(drop=True))
+    if not 0 < val_split < 1:
+        raise ValueError("--val-split must be between 0 and 1")
+    order = np.random.default_rng(seed).permutation(len(rows))
+    n_val = max(1, int(round(val_split * len(rows))))
+    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+    split = Split(rows.iloc[train_idx].reset_index(drop=True), rows.iloc[val_idx].reset_index(drop=True))
+    split_path.parent.mkdir(parents=True, exist_ok=True)
+    split_path.write_text(json.dumps({"seed": seed, "val_split": val_split,
+                                      "train": split.train["key"].tolist(),
+                                      "val": split.val["key"].tolist()}))
+    log(f"saved a new split to {split_path}: {len(split.train)} train, {len(split.val)} val faces")
+    return split
+
+
+def targets(rows: pd.DataFrame, bins: int, gender: bool) -> dict:
+    out = {"age": rows["age"].to_numpy(np.float32).reshape(-1, 1),
+           "W1": two_point_encode(rows["age"].to_numpy(), bins)}
+    if gender:
+        g = rows["gender"].to_numpy()
+        out["gender"] = np.where(g[:, None] == np.arange(2)[None, :], 1.0 - SMOOTH_GENDER, SMOOTH_GENDER
+                                 ).astype(np.float32)
+    return out
+
+
+def face_crops(rows: pd.DataFrame, indices=None, rng=None, augment: AugmentConfig | None = None) -> np.ndarray:
+    """(N, 3, 64, 64, 3) uint8 crops of rows (all, or `indices`), augmented when `augment` is set."""
+    indices = range(len(rows)) if indices is None else indices
+    images = rows["image"].to_numpy()
+    triples = triple_from_frame(rows)
+    out = np.empty((len(indices), 3, 64, 64, 3), np.uint8)
+    for n, i in enumerate(indices):
+        chip = decode_chip(images[i])
+        out[n] = augmented_crops(chip, triples[i], rng, augment) if augment else crop_triple(chip, triples[i])
+    return out
+
+
+def as_inputs(crops: np.ndarray) -> dict:
+    """Model inputs from (N, 3, 64, 64, 3) crops."""
+    crops = crops.astype(np.float32)
+    return {name: crops[:, k] for k, name in enumerate(CROP_NAMES)}
+
+
+def make_dataset(rows: pd.DataFrame, batch_size: int, bins: int, gender: bool, training: bool,
+                 augment: AugmentConfig | None = None, seed: int = 2019):
+    """tf.data over rows: batches of indices are decoded, cropped (and augmented) in parallel."""
+    import tensorflow as tf
+
+    target_arrays = targets(rows, bins, gender)
+    n = len(rows)
+
+    def load_batch(indices, batch_seed):
+        rng = np.random.default_rng([int(batch_seed), seed]) if training and augment else None
+        crops = face_crops(rows, indices, rng, augment if training else None)
+        return (tuple(crops[:, k].astype(np.float32) for k in range(3))
+                + tuple(target_arrays[k][indices] for k in target_arrays))
+
+    output_types = [tf.float32] * 3 + [tf.float32] * len(target_arrays)
+
+    def to_structure(indices, batch_seed):
+        values = tf.numpy_function(load_batch, [indices, batch_seed], output_types, stateful=False)
+        for v in values[:3]:
+            v.set_shape([None, 64, 64, 3])
+        for v, key in zip(values[3:], target_arrays):
+            v.set_shape([None, target_arrays[key].shape[1]])
+        return ({name: values[k] for k, name in enumerate(CROP_NAMES)},
+                {key: values[3 + k] for k, key in enumerate(target_arrays)})
+
+    ds = tf.data.Dataset.range(n)
+    if training:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    # One augmentation seed per batch, different in every epoch.
+    batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    ds = tf.data.Dataset.zip(ds, batch_seeds)
+    ds = ds.map(to_structure, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    return ds.prefetch(tf.data.AUTOTUNE)

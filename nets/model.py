@@ -1,0 +1,148 @@
+"""The C3AE network: one small trunk shared by three context crops, a two-point head, optionally gender.
+
+A model describes itself: `describe(model)` reads the variant off the layers it contains, so a
+saved file needs no flags to be used again.
+"""
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+
+from nets.labels import bin_centres, bin_interval
+from nets.layers import CosineSoftmax, L2Normalize, Mish6, SqueezeExcite, WhiteNorm
+
+CROP_NAMES = ("outer", "middle", "inner")
+INPUT_SHAPE = (64, 64, 3)
+INPUT_CONTRACT = {
+    "crops": list(CROP_NAMES), "shape": list(INPUT_SHAPE), "dtype": "float32",
+    "pixels": "BGR, 0..255 (uint8 range)",
+    "made_by": "detect.prepare_faces: MTCNN, 256x256 aligned chip (JPEG q95), triple box",
+}
+
+
+class ModelFileError(ValueError):
+    """A model file that is missing, of the wrong kind or has non-finite weights."""
+
+
+def _activation(kind: str, name: str, dtype=None):
+    if kind == "mish6":
+        return Mish6(name=name, dtype=dtype)
+    if kind == "relu":
+        return keras.layers.ReLU(name=name, dtype=dtype)
+    raise ValueError(f"activation must be 'relu' or 'mish6', not {kind!r}")
+
+
+def build_trunk(se: bool, white: bool, activation: str = "relu", se_pooling: str = "avg") -> keras.Model:
+    """The branch of Table 1: conv1..conv5 with BN-activation-avgpool (BRA) blocks; 512 features."""
+    inputs = keras.Input(INPUT_SHAPE, name="crop")
+    x = WhiteNorm(name="white_norm")(inputs) if white else inputs
+    for i in (1, 2, 3, 4):
+        x = keras.layers.Conv2D(32, 3, use_bias=i != 1, name=f"conv{i}")(x)
+        x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+        x = _activation(activation, f"act{i}")(x)
+        if i < 4:
+            x = keras.layers.AveragePooling2D(2, name=f"pool{i}")(x)
+        if se:
+            x = SqueezeExcite(pooling=se_pooling, name=f"se{i}")(x)
+    x = keras.layers.Conv2D(32, 1, name="conv5")(x)
+    if se:
+        x = SqueezeExcite(pooling=se_pooling, name="se5")(x)
+    return keras.Model(inputs, keras.layers.Flatten(name="feature")(x), name="trunk")
+
+
+def build_c3ae(se: bool = False, white: bool = False, bins: int = 12, gender: bool = False,
+               activation: str = "relu", se_pooling: str = "avg", neck: bool = False) -> keras.Model:
+    """Three inputs (outer, middle, inner crops) -> outputs {"age", "W1"[, "gender"]}.
+
+    W1 is the two-point distribution over `bins` bins; age = W2(W1), with W2's kernel started at
+    the bin centres so that it begins as the paper's expectation decode and stays learnable.
+    neck=True is the original age+gender code's 786 K-parameter neck with cosine heads.
+    """
+    trunk = build_trunk(se, white, activation, se_pooling)
+    inputs = [keras.Input(INPUT_SHAPE, name=name) for name in CROP_NAMES]
+    features = keras.layers.Concatenate(name="context")([trunk(x) for x in inputs])
+    if neck:
+        x = L2Normalize(name="neck_l2_in")(features)
+        x = keras.layers.BatchNormalization(name="neck_bn1")(x)
+        x = keras.layers.Dropout(0.5, name="neck_dropout")(x)
+        x = keras.layers.Dense(512, name="neck_dense")(x)
+        x = keras.layers.BatchNormalization(name="neck_bn2")(x)
+        features = L2Normalize(name="neck_l2_out")(x)
+        w1 = CosineSoftmax(bins, scale=16.0, name="W1", dtype="float32")(features)
+    else:
+        w1 = keras.layers.Dense(bins, activation="softmax", name="W1", dtype="float32")(features)
+    age = keras.layers.Dense(
+        1, name="age", dtype="float32",
+        kernel_initializer=keras.initializers.Constant(bin_centres(bins).reshape(bins, 1)),
+        bias_initializer="zeros")(w1)
+    outputs = {"age": age, "W1": w1}
+    if gender:
+        head = CosineSoftmax(2, scale=1.0, name="gender", dtype="float32") if neck else \
+            keras.layers.Dense(2, activation="softmax", name="gender", dtype="float32")
+        outputs["gender"] = head(features)
+    name = "c3ae" + ("_gender" if gender else "") + ("_se" if se else "") + ("_white" if white else "")
+    return keras.Model(inputs, outputs, name=name)
+
+
+def describe(model: keras.Model) -> dict:
+    """What a C3AE model is, read off its own layers (nothing to remember, nothing to repeat)."""
+    try:
+        trunk = model.get_layer("trunk")
+        w1 = model.get_layer("W1")
+    except ValueError as exc:
+        raise ModelFileError(f"{model.name} is not a C3AE model (no trunk/W1 layer)") from exc
+    trunk_layers = trunk.layers
+    se_layers = [layer for layer in trunk_layers if isinstance(layer, SqueezeExcite)]
+    bins = int(w1.units)
+    outputs = sorted(model.output.keys()) if isinstance(model.output, dict) else list(model.output_names)
+    return {
+        "variant": "age+gender" if "gender" in outputs else "age",
+        "se": bool(se_layers),
+        "se_pooling": se_layers[0].pooling if se_layers else None,
+        "white": any(isinstance(layer, WhiteNorm) for layer in trunk_layers),
+        "activation": "mish6" if any(isinstance(layer, Mish6) for layer in trunk_layers) else "relu",
+        "neck": any(layer.name == "neck_dense" for layer in model.layers),
+        "bins": bins, "interval": bin_interval(bins), "category": bins - 2,
+        "outputs": outputs, "params": int(model.count_params()), "input": INPUT_CONTRACT,
+    }
+
+
+def build_from_description(description: dict) -> keras.Model:
+    return build_c3ae(se=description["se"], white=description["white"], bins=description["bins"],
+                      gender=description["variant"] == "age+gender",
+                      activation=description["activation"],
+                      se_pooling=description["se_pooling"] or "avg", neck=description["neck"])
+
+
+def check_finite(model: keras.Model, where: str = "model") -> None:
+    bad = [w.path for w in model.weights if not np.all(np.isfinite(keras.ops.convert_to_numpy(w)))]
+    if bad:
+        raise ModelFileError(f"{where} has non-finite weights in {', '.join(bad[:5])}"
+                             f"{' and more' if len(bad) > 5 else ''}; refusing to use it")
+
+
+def load_c3ae(path, compile: bool = False) -> keras.Model:
+    """Load a `.keras` model this project wrote, checking that it is a finite C3AE model."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ModelFileError(f"model file {path} does not exist")
+    if not path.endswith(".keras"):
+        raise ModelFileError(f"{path} is not a .keras model file")
+    try:
+        model = keras.models.load_model(path, compile=compile)
+    except Exception as exc:
+        raise ModelFileError(f"{path} could not be loaded as a Keras model ({exc})") from exc
+    describe(model)  # raises for a Keras model that is not C3AE
+    check_finite(model, path)
+    return model
+
+
+def as_float32(model: keras.Model) -> keras.Model:
+    """The same model with float32 computation (for export and inference after -fp16 training)."""
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+    clone = build_from_description(describe(model))
+    clone.set_weights([np.asarray(keras.ops.convert_to_numpy(w), np.float32) for w in model.weights])
+    return clone

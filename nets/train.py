@@ -1,0 +1,265 @@
+"""The trainer shared by nets/C3AE.py (age) and nets/C3AE_expand.py (age + gender).
+
+Files written beside the model path S = NAME.keras:
+  NAME.keras         best model by validation age MAE
+  NAME.last.keras    the last epoch, with optimizer state (for --resume)
+  NAME.split.json    the train/validation split (keys of faces), reused by --resume and -test
+  NAME.log.csv       one line per epoch;  NAME.curves.png  the training curves
+  NAME.state.json    how the model was trained and where it stands (epochs, best MAE, command)
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from nets.augment import AugmentConfig
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "dataset/data"
+    source: str = "utk"
+    save_path: str = "model/c3ae.keras"
+    pretrain_path: str | None = None
+    gender: bool = False
+    se: bool = False
+    white: bool = False
+    category: int = 10
+    activation: str = "relu"
+    se_pooling: str = "avg"
+    neck: bool = False
+    loss: str = "kl"
+    weight_factor: float = 10.0            # alpha: weight of the W1 loss (age-only model)
+    loss_weights: tuple = (1.0, 10.0, 30.0)  # age, W1, gender (age+gender model)
+    smooth_gender: bool = True
+    batch_size: int = 50
+    epochs: int = 250
+    lr: float = 0.002
+    cosine_lr: bool = False
+    erase: float = 0.2
+    augment: bool = True
+    seed: int = 2019
+    val_split: float = 0.2
+    resume: bool = False
+    fp16: bool = False
+    strategy: str = "default"
+    cpu_devices: int = 1
+    gpu: bool = False
+    steps_per_epoch: int | None = None
+    command: str = field(default_factory=lambda: " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]))
+
+    @property
+    def bins(self) -> int:
+        return self.category + 2
+
+
+def artifact(save_path, suffix: str) -> Path:
+    """NAME.keras -> NAME<suffix>."""
+    path = Path(save_path)
+    stem = path.name[:-len(".keras")] if path.name.endswith(".keras") else path.name
+    return path.with_name(stem + suffix)
+
+
+class TrainingError(RuntimeError):
+    pass
+
+
+def configure_devices(gpu: bool, cpu_devices: int = 1, fp16: bool = False):
+    """Call before anything touches TensorFlow's devices."""
+    import keras
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpu and not gpus:
+        print("note: -gpu given but no GPU is visible; training on the CPU", file=sys.stderr)
+    if not gpu and gpus:
+        tf.config.set_visible_devices([], "GPU")
+    for device in (gpus if gpu else []):
+        tf.config.experimental.set_memory_growth(device, True)
+    if cpu_devices > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(cpu_devices)])
+    keras.mixed_precision.set_global_policy("mixed_float16" if fp16 else "float32")
+
+
+def make_strategy(name: str):
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    raise ValueError(f"--strategy must be 'default' or 'mirrored', not {name!r}")
+
+
+def transfer_weights(source, target) -> int:
+    """Copy weights layer by layer where names and shapes agree; returns how many layers."""
+    copied = 0
+    for layer in target.layers:
+        try:
+            other = source.get_layer(layer.name)
+        except ValueError:
+            continue
+        theirs, ours = other.get_weights(), layer.get_weights()
+        if ours and len(theirs) == len(ours) and all(a.shape == b.shape for a, b in zip(theirs, ours)):
+            layer.set_weights(theirs)
+            copied += 1
+    return copied
+
+
+def compile_model(model, cfg: TrainConfig, train_rows, steps_per_epoch: int):
+    import keras
+
+    from nets.data import targets
+    from nets.losses import w1_loss
+
+    lr = cfg.lr
+    if cfg.cosine_lr:
+        lr = keras.optimizers.schedules.CosineDecay(cfg.lr, decay_steps=max(1, cfg.epochs * steps_per_epoch),
+                                                     alpha=0.01)
+    losses = {"age": keras.losses.MeanAbsoluteError(name="l1"),
+              "W1": w1_loss(cfg.loss, targets(train_rows, cfg.bins, False)["W1"])}
+    if cfg.gender:
+        weights = dict(zip(("age", "W1", "gender"), cfg.loss_weights))
+        losses["gender"] = keras.losses.CategoricalCrossentropy(name="gender_ce")
+    else:
+        weights = {"age": 1.0, "W1": cfg.weight_factor}
+    metrics = {"age": [keras.metrics.MeanAbsoluteError(name="mae")]}
+    if cfg.gender:
+        metrics["gender"] = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=losses, loss_weights=weights, metrics=metrics)
+
+
+def _checkpoint_callback(cfg: TrainConfig, state: dict):
+    import keras
+
+    from nets.model import ModelFileError, check_finite
+
+    class SafeCheckpoint(keras.callbacks.Callback):
+        """Saves best and last models, never a non-finite one, and stops on a NaN loss."""
+
+        def __init__(self):
+            super().__init__()
+            self.failure = None
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                self.failure = f"the loss became {loss} at batch {batch}; training stopped, nothing saved"
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            if self.failure:
+                return
+            try:
+                check_finite(self.model, "the model being trained")
+            except ModelFileError as exc:
+                self.failure = str(exc)
+                self.model.stop_training = True
+                return
+            val_mae = float(logs.get("val_age_mae", np.nan))
+            improved = math.isfinite(val_mae) and val_mae < state.get("best_val_mae", np.inf)
+            if improved:
+                state.update(best_val_mae=val_mae, best_epoch=epoch + 1)
+                _save(self.model, cfg.save_path)
+            _save(self.model, artifact(cfg.save_path, ".last.keras"))
+            state["epochs_done"] = epoch + 1
+            state["history"] = state.get("history", []) + [
+                {k: round(float(v), 5) for k, v in logs.items() if np.isscalar(v)} | {"epoch": epoch + 1}]
+            _write_json(artifact(cfg.save_path, ".state.json"), state)
+
+    return SafeCheckpoint()
+
+
+def _save(model, path):
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def _write_json(path, data):
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def train(cfg: TrainConfig, log=print) -> dict:
+    """Train (or resume) a model; returns the state written to NAME.state.json."""
+    import keras
+
+    from nets.data import load_rows, make_dataset, make_or_load_split
+    from nets.model import build_c3ae, describe, load_c3ae
+    from nets.plots import plot_curves
+
+    configure_devices(cfg.gpu, cfg.cpu_devices, cfg.fp16)
+    keras.utils.set_random_seed(cfg.seed)
+    strategy = make_strategy(cfg.strategy)
+    save_path = Path(cfg.save_path)
+    save_path.parent.mkdir(parents=True, exist_ok=True)
+    state_path = artifact(save_path, ".state.json")
+    last_path = artifact(save_path, ".last.keras")
+
+    rows = load_rows(cfg.dataset, cfg.source)
+    if cfg.gender:
+        known = rows["gender"] >= 0
+        if (~known).any():
+            log(f"note: {(~known).sum()} faces without a gender label are left out")
+        rows = rows[known].reset_index(drop=True)
+    split = make_or_load_split(rows, artifact(save_path, ".split.json"), cfg.val_split, cfg.seed, log=log)
+    if len(split.train) == 0 or len(split.val) == 0:
+        raise TrainingError("the split has an empty side; more data is needed")
+    steps = cfg.steps_per_epoch or math.ceil(len(split.train) / cfg.batch_size)
+
+    state, initial_epoch = {}, 0
+    with strategy.scope():
+        if cfg.resume:
+            if not last_path.exists() or not state_path.exists():
+                raise TrainingError(f"--resume needs {last_path} and {state_path} from an earlier run")
+            state = json.loads(state_path.read_text())
+            model = keras.models.load_model(last_path)  # compiled, with the optimizer state
+            initial_epoch = int(state["epochs_done"])
+            log(f"resuming {last_path} after epoch {initial_epoch}")
+        else:
+            model = build_c3ae(se=cfg.se, white=cfg.white, bins=cfg.bins, gender=cfg.gender,
+                               activation=cfg.activation, se_pooling=cfg.se_pooling, neck=cfg.neck)
+            if cfg.pretrain_path:
+                copied = transfer_weights(load_c3ae(cfg.pretrain_path), model)
+                log(f"started from {cfg.pretrain_path}: weights of {copied} layers copied")
+            compile_model(model, cfg, split.train, steps)
+            state = {"config": asdict(cfg), "model": describe(model), "train_faces": len(split.train),
+                     "val_faces": len(split.val)}
+    if initial_epoch >= cfg.epochs:
+        log(f"already trained for {initial_epoch} epochs (--epochs {cfg.epochs}); nothing to do")
+        return state
+
+    augment = AugmentConfig(erase_prob=cfg.erase) if cfg.augment else None
+    train_ds = make_dataset(split.train, cfg.batch_size, cfg.bins, cfg.gender, True, augment, cfg.seed)
+    if cfg.steps_per_epoch:
+        train_ds = train_ds.repeat()
+    val_ds = make_dataset(split.val, cfg.batch_size, cfg.bins, cfg.gender, False)
+    checkpoint = _checkpoint_callback(cfg, state)
+    callbacks = [checkpoint, keras.callbacks.CSVLogger(str(artifact(save_path, ".log.csv")),
+                                                       append=cfg.resume)]
+    log(f"training {describe(model)['params']} parameters on {len(split.train)} faces, "
+        f"validating on {len(split.val)}, {cfg.epochs - initial_epoch} epochs of {steps} steps")
+    started = time.time()
+    model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
+              steps_per_epoch=steps if cfg.steps_per_epoch else None, callbacks=callbacks, verbose=2, shuffle=False)
+    if checkpoint.failure:
+        raise TrainingError(checkpoint.failure)
+    state["seconds"] = round(state.get("seconds", 0) + time.time() - started, 1)
+    _write_json(state_path, state)
+    plot_curves(state.get("history", []), artifact(save_path, ".curves.png"), gender=cfg.gender)
+    return state
