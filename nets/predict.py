@@ -1,0 +1,120 @@
+"""Age (and gender) of every face in an image, from any model file this project writes.
+
+    from nets.predict import AgeEstimator
+    estimator = AgeEstimator("model/c3ae_utk_age_gender.keras")   # or a .tflite export
+    for face in estimator.predict(cv2.imread("photo.jpg")):
+        print(face.box, face.age, face.gender, face.gender_prob)
+
+Faces go through exactly the preprocessing of training (detect.prepare_faces) and are batched
+through the model.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from detect import FaceDetector, PreparedFace, prepare_faces
+from nets.model import ModelFileError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = REPO_ROOT / "model" / "c3ae_utk_age_gender.keras"
+GENDER_NAMES = ("F", "M")  # index 0 female, 1 male
+
+
+@dataclass
+class FacePrediction:
+    box: list              # x1, y1, x2, y2 in the image
+    score: float           # detector confidence
+    landmarks: list        # 5 x [x, y]: left eye, right eye, nose, mouth left, mouth right
+    age: float
+    distribution: list     # W1, the two-point distribution over the age bins
+    gender: str | None     # "F" or "M"; None for an age-only model
+    gender_prob: float | None  # probability of that gender
+
+    def to_json(self, **extra) -> dict:
+        return {**extra, "box": [round(v, 1) for v in self.box], "score": round(self.score, 4),
+                "age": round(self.age, 2), "gender": self.gender,
+                "gender_prob": None if self.gender_prob is None else round(self.gender_prob, 4),
+                "landmarks": [[round(x, 1), round(y, 1)] for x, y in self.landmarks],
+                "distribution": [round(p, 4) for p in self.distribution]}
+
+
+class KerasRunner:
+    def __init__(self, path):
+        from nets.model import as_float32, describe, load_c3ae
+
+        self.model = as_float32(load_c3ae(path))
+        self.outputs = describe(self.model)["outputs"]
+
+    def predict_crops(self, crops: np.ndarray) -> dict:
+        from nets.data import as_inputs
+
+        out = self.model.predict_on_batch(as_inputs(crops))
+        return {k: np.asarray(v) for k, v in out.items()}
+
+
+def load_model_file(path):
+    """A runner for a .keras or .tflite C3AE file: .predict_crops(crops) and .outputs."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"model file {path} does not exist")
+    if path.suffix == ".keras":
+        return KerasRunner(path)
+    if path.suffix == ".tflite":
+        from nets.tflite import TFLiteModel
+
+        return TFLiteModel(path)
+    raise ModelFileError(f"{path} is neither a .keras nor a .tflite model file")
+
+
+class AgeEstimator:
+    def __init__(self, model_path=DEFAULT_MODEL, detector: FaceDetector | None = None,
+                 min_face_size: int = 20):
+        self.model_path = os.fspath(model_path)
+        self.runner = load_model_file(model_path)
+        self.has_gender = "gender" in self.runner.outputs
+        self.detector = detector or FaceDetector(min_face_size=min_face_size)
+
+    def predict_prepared(self, faces: list[PreparedFace]) -> list[FacePrediction]:
+        if not faces:
+            return []
+        out = self.runner.predict_crops(np.stack([f.crops() for f in faces]))
+        results = []
+        for i, face in enumerate(faces):
+            gender = gender_prob = None
+            if self.has_gender:
+                probs = out["gender"][i]
+                k = int(np.argmax(probs))
+                gender, gender_prob = GENDER_NAMES[k], float(probs[k])
+            results.append(FacePrediction(
+                box=face.box.tolist(), score=float(face.score), landmarks=face.landmarks.tolist(),
+                age=float(out["age"][i][0]), distribution=out["W1"][i].tolist(), gender=gender,
+                gender_prob=gender_prob))
+        return results
+
+    def predict(self, image: np.ndarray, color: str = "bgr") -> list[FacePrediction]:
+        """One record per face found in a uint8 BGR (default) or RGB image, largest first."""
+        return self.predict_prepared(prepare_faces(image, self.detector, color=color))
+
+
+def draw_predictions(image: np.ndarray, predictions: list[FacePrediction]) -> np.ndarray:
+    """A copy of a BGR image with each face's box and "age F/M" drawn on it."""
+    import cv2
+
+    canvas = image.copy()
+    thickness = max(1, round(max(image.shape[:2]) / 400))
+    for p in predictions:
+        x1, y1, x2, y2 = (int(round(v)) for v in p.box)
+        color = (60, 60, 230) if p.gender == "F" else (230, 120, 40) if p.gender == "M" else (60, 200, 60)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness)
+        label = f"{p.age:.0f}" + (f" {p.gender}" if p.gender else "")
+        scale = max(0.5, (x2 - x1) / 160)
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        top = max(0, y1 - th - base - 4)
+        cv2.rectangle(canvas, (x1, top), (x1 + tw + 6, top + th + base + 4), color, -1)
+        cv2.putText(canvas, label, (x1 + 3, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (255, 255, 255), thickness, cv2.LINE_AA)
+    return canvas
