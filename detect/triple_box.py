@@ -26,7 +26,7 @@ def triple_boxes(box: np.ndarray, nose: np.ndarray) -> np.ndarray:
 
 
 def crop_box(image: np.ndarray, box: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
-    """Cut box out of image, black where it runs past the border, resized to size x size.
+    """Cut box out of image, black where it runs past the border, resized to size x size (bilinear).
 
     Never empty and never wrapped: a box off the image gives a black crop, a degenerate box is
     widened to one pixel.
@@ -38,7 +38,7 @@ def crop_box(image: np.ndarray, box: np.ndarray, size: int = CROP_SIZE) -> np.nd
     ix1, iy1, ix2, iy2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
     if ix2 > ix1 and iy2 > iy1:
         canvas[iy1 - y1:iy2 - y1, ix1 - x1:ix2 - x1] = image[iy1:iy2, ix1:ix2]
-    return cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA).reshape(
+    return cv2.resize(canvas, (size, size), interpolation=cv2.INTER_LINEAR).reshape(
         (size, size) + image.shape[2:])
 
 

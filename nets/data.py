@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from detect import crop_triple, decode_chip
+from detect import CHIP_SIZE, CROP_SIZE, crop_triple, decode_chip
 from nets.augment import AugmentConfig, augmented_crops
 from nets.labels import two_point_encode
 from nets.model import CROP_NAMES
@@ -100,26 +100,51 @@ def make_or_load_split(rows: pd.DataFrame, split_path, val_split: float = 0.2, s
     return split
 
 
-def targets(rows: pd.DataFrame, bins: int, gender: bool) -> dict:
+def targets(rows: pd.DataFrame, bins: int, gender: bool, smooth: float = SMOOTH_GENDER) -> dict:
     out = {"age": rows["age"].to_numpy(np.float32).reshape(-1, 1),
            "W1": two_point_encode(rows["age"].to_numpy(), bins)}
     if gender:
         g = rows["gender"].to_numpy()
-        out["gender"] = np.where(g[:, None] == np.arange(2)[None, :], 1.0 - SMOOTH_GENDER, SMOOTH_GENDER
-                                 ).astype(np.float32)
+        out["gender"] = np.where(g[:, None] == np.arange(2)[None, :], 1.0 - smooth, smooth).astype(np.float32)
     return out
 
 
-def face_crops(rows: pd.DataFrame, indices=None, rng=None, augment: AugmentConfig | None = None) -> np.ndarray:
-    """(N, 3, 64, 64, 3) uint8 crops of rows (all, or `indices`), augmented when `augment` is set."""
-    indices = range(len(rows)) if indices is None else indices
-    images = rows["image"].to_numpy()
-    triples = triple_from_frame(rows)
-    out = np.empty((len(indices), 3, 64, 64, 3), np.uint8)
-    for n, i in enumerate(indices):
-        chip = decode_chip(images[i])
-        out[n] = augmented_crops(chip, triples[i], rng, augment) if augment else crop_triple(chip, triples[i])
-    return out
+class ChipStore:
+    """The aligned chips of rows, decoded once on first use and kept in memory when they fit."""
+
+    def __init__(self, rows: pd.DataFrame, memory_limit: float = 6e9):
+        self.jpegs = rows["image"].to_numpy()
+        self.triples = triple_from_frame(rows)
+        shape = (len(rows), CHIP_SIZE, CHIP_SIZE, 3)
+        fits = np.prod(shape, dtype=np.float64) <= memory_limit
+        self.cache = np.empty(shape, np.uint8) if fits else None  # pages are only used once written
+        self.decoded = np.zeros(len(rows), bool)
+
+    def __len__(self):
+        return len(self.jpegs)
+
+    def chip(self, i: int) -> np.ndarray:
+        if self.cache is None:
+            return decode_chip(self.jpegs[i])
+        if not self.decoded[i]:
+            self.cache[i] = decode_chip(self.jpegs[i])
+            self.decoded[i] = True
+        return self.cache[i]
+
+    def crops(self, indices=None, rng=None, augment: AugmentConfig | None = None) -> np.ndarray:
+        """(N, 3, 64, 64, 3) uint8 crops (all rows, or `indices`), augmented when `augment` is set."""
+        indices = range(len(self)) if indices is None else indices
+        out = np.empty((len(indices), 3, CROP_SIZE, CROP_SIZE, 3), np.uint8)
+        for n, i in enumerate(indices):
+            chip = self.chip(i)
+            out[n] = augmented_crops(chip, self.triples[i], rng, augment) if augment \
+                else crop_triple(chip, self.triples[i])
+        return out
+
+
+def face_crops(rows: pd.DataFrame, indices=None) -> np.ndarray:
+    """(N, 3, 64, 64, 3) uint8 crops of rows, exactly as training and inference cut them."""
+    return ChipStore(rows, memory_limit=0).crops(indices)
 
 
 def as_inputs(crops: np.ndarray) -> dict:
@@ -129,16 +154,17 @@ def as_inputs(crops: np.ndarray) -> dict:
 
 
 def make_dataset(rows: pd.DataFrame, batch_size: int, bins: int, gender: bool, training: bool,
-                 augment: AugmentConfig | None = None, seed: int = 2019):
+                 augment: AugmentConfig | None = None, seed: int = 2019, smooth: float = SMOOTH_GENDER):
     """tf.data over rows: batches of indices are decoded, cropped (and augmented) in parallel."""
     import tensorflow as tf
 
-    target_arrays = targets(rows, bins, gender)
+    target_arrays = targets(rows, bins, gender, smooth)
+    store = ChipStore(rows)
     n = len(rows)
 
     def load_batch(indices, batch_seed):
         rng = np.random.default_rng([int(batch_seed), seed]) if training and augment else None
-        crops = face_crops(rows, indices, rng, augment if training else None)
+        crops = store.crops(indices, rng, augment if training else None)
         return (tuple(crops[:, k].astype(np.float32) for k in range(3))
                 + tuple(target_arrays[k][indices] for k in target_arrays))
 

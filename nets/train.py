@@ -199,7 +199,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     """Train (or resume) a model; returns the state written to NAME.state.json."""
     import keras
 
-    from nets.data import load_rows, make_dataset, make_or_load_split
+    from nets.data import SMOOTH_GENDER, load_rows, make_dataset, make_or_load_split
     from nets.model import build_c3ae, describe, load_c3ae
     from nets.plots import plot_curves
 
@@ -245,7 +245,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
         return state
 
     augment = AugmentConfig(erase_prob=cfg.erase) if cfg.augment else None
-    train_ds = make_dataset(split.train, cfg.batch_size, cfg.bins, cfg.gender, True, augment, cfg.seed)
+    smooth = SMOOTH_GENDER if cfg.smooth_gender else 0.0
+    train_ds = make_dataset(split.train, cfg.batch_size, cfg.bins, cfg.gender, True, augment, cfg.seed, smooth)
     if cfg.steps_per_epoch:
         train_ds = train_ds.repeat()
     val_ds = make_dataset(split.val, cfg.batch_size, cfg.bins, cfg.gender, False)

@@ -1,0 +1,167 @@
+#!/usr/bin/env python
+"""Speed of C3AE on this machine, printed as tables (medians over repeats; ratios within one run).
+
+  python nets/benchmark.py model   --model model/c3ae_utk_age_gender.keras
+  python nets/benchmark.py train   --dataset dataset/data --source utk
+  python nets/benchmark.py preprocess --input ../shared/data/UTKFace --images 500
+  python nets/benchmark.py all ...   (everything above)
+"""
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+
+
+def median_seconds(fn, repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def table(title, header, rows):
+    print(f"\n{title}\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join(" --- " for _ in header) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(c) for c in row) + " |")
+    sys.stdout.flush()
+
+
+def bench_model(model_path, image_path, repeats):
+    import numpy as np
+
+    from detect import FaceDetector, load_image, prepare_faces
+    from nets.export import convert
+    from nets.predict import AgeEstimator, KerasRunner
+    from nets.tflite import TFLiteModel
+
+    runner = KerasRunner(model_path)
+    rng = np.random.default_rng(0)
+    crops64 = rng.integers(0, 256, (64, 3, 64, 64, 3)).astype(np.float32)
+    rows = []
+    t1 = median_seconds(lambda: runner.predict_crops(crops64[:1]), repeats)
+    rows.append(["Keras, batch of 1", f"{t1 * 1e3:.2f}"])
+    t64 = median_seconds(lambda: runner.predict_crops(crops64), max(5, repeats // 5))
+    rows.append(["Keras, batch of 64", f"{t64 / 64 * 1e3:.3f}"])
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in ("float32", "dynamic"):
+            path = Path(tmp) / f"{kind}.tflite"
+            path.write_bytes(convert(runner.model, kind))
+            lite = TFLiteModel(path)
+            t = median_seconds(lambda: lite.predict_crops(crops64[:1]), repeats * 5)
+            rows.append([f"TFLite {kind}, 1 face", f"{t * 1e3:.3f}"])
+    table(f"Model time per face ({Path(model_path).name})", ["how", "ms per face"], rows)
+
+    image = load_image(image_path)
+    detector = FaceDetector()
+    estimator = AgeEstimator(model_path, detector=detector)
+    faces = prepare_faces(image, detector)
+    total = median_seconds(lambda: estimator.predict(image), repeats)
+    detect_t = median_seconds(lambda: detector.detect(image), repeats)
+    prepare_t = median_seconds(lambda: prepare_faces(image, detector), repeats) - detect_t
+    model_t = median_seconds(lambda: estimator.predict_prepared(faces), repeats)
+    table(f"End to end on {Path(image_path).name} ({image.shape[1]}x{image.shape[0]}, {len(faces)} face)",
+          ["step", "ms", "share"],
+          [["detect (MTCNN)", f"{detect_t * 1e3:.1f}", f"{detect_t / total:.0%}"],
+           ["align, JPEG round trip, triple box, pose", f"{max(prepare_t, 0) * 1e3:.1f}",
+            f"{max(prepare_t, 0) / total:.0%}"],
+           ["crops + model (Keras)", f"{model_t * 1e3:.1f}", f"{model_t / total:.0%}"],
+           ["total (AgeEstimator.predict)", f"{total * 1e3:.1f}", "100%"]])
+
+
+def bench_train(dataset, source, batch_size, steps):
+    """Training samples per second, fed by the real tf.data pipeline and by tensors in memory."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from nets.augment import AugmentConfig
+    from nets.data import as_inputs, face_crops, load_rows, targets, make_dataset
+    from nets.model import build_c3ae
+    from nets.train import TrainConfig, compile_model
+
+    rows = load_rows(dataset, source).iloc[: batch_size * steps * 2].reset_index(drop=True)
+    cfg = TrainConfig(se=True, white=True, gender=True, batch_size=batch_size)
+    results = []
+    pipeline = make_dataset(rows, batch_size, cfg.bins, True, True, AugmentConfig()).repeat()
+    crops = face_crops(rows.iloc[: batch_size * 4])
+    y = targets(rows.iloc[: batch_size * 4], cfg.bins, True)
+    memory = tf.data.Dataset.from_tensors((as_inputs(crops), y)).unbatch().batch(batch_size).cache().repeat()
+    for name, ds in (("in-memory tensors", memory), ("tf.data pipeline (decode, crop, augment)", pipeline)):
+        keras.utils.set_random_seed(0)
+        model = build_c3ae(se=True, white=True, gender=True)
+        compile_model(model, cfg, rows, steps)
+        model.fit(ds, epochs=1, steps_per_epoch=3, verbose=0)  # build and warm up
+        start = time.perf_counter()
+        model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0)
+        results.append((name, batch_size * steps / (time.perf_counter() - start)))
+    base = results[0][1]
+    table(f"Training throughput (age+gender model, SE + white, batch {batch_size}, {steps} steps)",
+          ["input", "samples/s", "vs in-memory"],
+          [[name, f"{rate:.0f}", f"{rate / base:.0%}"] for name, rate in results])
+
+
+def bench_preprocess(input_dir, images):
+    """dataset_proc.py --source utk on the same images with 1 and 2 workers."""
+    import os
+
+    files = sorted(Path(input_dir).iterdir())[:images]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in"
+        src.mkdir()
+        for f in files:
+            os.symlink(f.resolve(), src / f.name)
+        for workers in (1, 2):
+            out = Path(tmp) / f"out{workers}"
+            start = time.perf_counter()
+            subprocess.run([sys.executable, str(REPO / "preprocessing" / "dataset_proc.py"), "--source", "utk",
+                            "-i", str(src), "-d", str(out), "--workers", str(workers), "--no-progress"],
+                           check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            seconds = time.perf_counter() - start
+            summary = json.loads((out / "utk_summary.json").read_text())
+            rows.append([workers, len(files), summary["faces_written"], f"{seconds:.1f}", f"{len(files) / seconds:.2f}"])
+    base = float(rows[0][4])
+    for row in rows:
+        row.append(f"{float(row[4]) / base:.2f}x")
+    table(f"Preprocessing (dataset_proc.py --source utk, {len(files)} UTKFace images, process start included)",
+          ["workers", "images", "faces", "seconds", "images/s", "speed-up"], rows)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=("model", "train", "preprocess", "all"))
+    p.add_argument("--model", default=str(REPO / "model" / "c3ae_utk_age_gender.keras"))
+    p.add_argument("--image", default=str(REPO / "assets" / "astronaut.jpg"))
+    p.add_argument("--dataset", default="dataset/data")
+    p.add_argument("--source", default="utk")
+    p.add_argument("--input", default=str(REPO.parent / "shared" / "data" / "UTKFace"))
+    p.add_argument("--images", type=int, default=500)
+    p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--repeats", type=int, default=20)
+    args = p.parse_args(argv)
+    import os
+    print(f"machine: {os.cpu_count()} CPU cores; python {sys.version.split()[0]}")
+    if args.what in ("model", "all"):
+        bench_model(args.model, args.image, args.repeats)
+    if args.what in ("train", "all"):
+        bench_train(args.dataset, args.source, args.batch_size, args.steps)
+    if args.what in ("preprocess", "all"):
+        bench_preprocess(args.input, args.images)
+
+
+if __name__ == "__main__":
+    main()
