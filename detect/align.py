@@ -28,7 +28,9 @@ def alignment_matrix(landmarks: np.ndarray) -> np.ndarray:
     src = (pts - pts.mean(axis=0)) @ rotation.T
     dst = TEMPLATE_POINTS - TEMPLATE_POINTS.mean(axis=0)
     denom = float((src ** 2).sum())
-    scale = float((src * dst).sum()) / denom if denom > 1e-9 else 1.0
+    if not np.isfinite(denom) or denom <= 1e-9:
+        raise ValueError("degenerate landmarks: cannot align this face")
+    scale = float((src * dst).sum()) / denom
     if not np.isfinite(scale) or scale <= 0:
         raise ValueError("degenerate landmarks: cannot align this face")
     linear = scale * rotation

@@ -34,12 +34,11 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     if os.path.getsize(path) == 0:
         raise ImageReadError(f"{path}: empty file (0 bytes)")
     data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    # IMREAD_COLOR: 8-bit BGR whatever the file holds (gray, alpha, 16 bit), EXIF orientation applied
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if image is None:
         raise ImageReadError(f"{path}: not a readable image")
-    if image.dtype != np.uint8:  # 16-bit PNG/TIFF
-        image = cv2.convertScaleAbs(image, alpha=255.0 / max(1, int(image.max())))
-    return to_three_channels(image)
+    return image
 
 
 def decode_chip(jpeg: bytes) -> np.ndarray:

@@ -1,0 +1,279 @@
+"""preprocessing/dataset_proc.py end to end, as a subprocess with the real MTCNN detector."""
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from detect import load_image, triple_boxes
+from preprocessing.schema import COLUMNS, TRIPLE_COLUMNS
+
+UTK_LABEL = re.compile(r"^(\d+)_([01])_")
+
+
+def chunk_paths(dest: Path, source: str) -> list[Path]:
+    """`<source>_<k>.feather` in chunk order (what a reader of the data set would load)."""
+    paths = [p for p in dest.glob(f"{source}_*.feather") if p.stem.rsplit("_", 1)[-1].isdigit()]
+    return sorted(paths, key=lambda p: int(p.stem.rsplit("_", 1)[-1]))
+
+
+def read_rows(dest: Path, source: str) -> pd.DataFrame:
+    frames = [pd.read_feather(p) for p in chunk_paths(dest, source)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+
+
+def read_skipped(dest: Path, source: str) -> list[tuple[str, str]]:
+    with open(dest / f"{source}_skipped.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["path", "reason"]
+    return [tuple(r) for r in rows[1:]]
+
+
+def ok(result):
+    """Assert a CLI run succeeded; return its summary as printed on stdout."""
+    assert result.returncode == 0, f"exit {result.returncode}\nstderr:\n{result.stderr[-3000:]}"
+    return json.loads(result.stdout)
+
+
+def utk_labels(name: str) -> tuple[float, int]:
+    match = UTK_LABEL.match(Path(name).name)
+    assert match, name
+    return float(match.group(1)), 1 - int(match.group(2))
+
+
+# --- a UTKFace sample, once per module -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def utk_run(utk_sample, tmp_path_factory, run_cli):
+    dest = tmp_path_factory.mktemp("utk_out")
+    printed = ok(run_cli("--source", "utk", "-i", utk_sample, "-d", dest))
+    summary = json.loads((dest / "utk_summary.json").read_text())
+    return SimpleNamespace(dest=dest, input=utk_sample, printed=printed, summary=summary,
+                           rows=read_rows(dest, "utk"), skipped=read_skipped(dest, "utk"))
+
+
+@pytest.mark.slow
+def test_utk_feather_files_follow_the_schema(utk_run):
+    paths = chunk_paths(utk_run.dest, "utk")
+    assert [p.name for p in paths] == ["utk_0.feather"]  # 100 images < 5000 per chunk
+    frame = pd.read_feather(paths[0])
+    assert list(frame.columns) == COLUMNS
+    assert frame["age"].dtype == np.float32 and frame["score"].dtype == np.float32
+    assert frame["gender"].dtype == np.int8 and frame["faces"].dtype == np.int8
+    assert frame["left_eye_x"].dtype == np.float32 and frame["yaw"].dtype == np.float32
+    assert all(isinstance(v, bytes) for v in frame["image"])
+    assert (utk_run.dest / "utk_0.meta.json").is_file()
+    assert not list(utk_run.dest.glob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_utk_faces_found_and_labels_from_names(utk_run):
+    rows, summary = utk_run.rows, utk_run.summary
+    names = sorted(p.name for p in utk_run.input.iterdir())
+    assert summary["images_processed"] == len(names) == 100
+    assert len(rows) >= 0.95 * len(names), summary["skip_reasons"]
+    assert rows["source_file"].is_unique
+    assert set(rows["source_file"]) <= set(names)
+    assert list(rows["source_file"]) == sorted(rows["source_file"])  # input order is kept
+    for name, age, gender in zip(rows["source_file"], rows["age"], rows["gender"]):
+        assert (age, gender) == utk_labels(name), name
+    assert set(rows["gender"]) == {0, 1}
+    assert rows["age"].nunique() > 10
+    assert (rows["faces"] >= 1).all() and (rows["score"] > 0.6).all()
+
+
+@pytest.mark.slow
+def test_utk_chips_decode_and_carry_the_geometry(utk_run):
+    rows = utk_run.rows
+    for jpeg in rows["image"]:
+        chip = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
+        assert chip is not None and chip.shape == (256, 256, 3) and chip.dtype == np.uint8
+    # eyes level at y = 102.4, their midpoint at x = 128, on every chip
+    np.testing.assert_allclose(rows["left_eye_y"], 102.4, atol=0.01)
+    np.testing.assert_allclose(rows["right_eye_y"], 102.4, atol=0.01)
+    np.testing.assert_allclose((rows["left_eye_x"] + rows["right_eye_x"]) / 2, 128, atol=0.01)
+    inter_ocular = rows["right_eye_x"] - rows["left_eye_x"]
+    assert inter_ocular.between(50, 100).all()
+    # the stored triple box is the one computed from the stored box and nose
+    for _, row in rows.iterrows():
+        box = row[["box_x1", "box_y1", "box_x2", "box_y2"]].to_numpy(np.float32)
+        nose = row[["nose_x", "nose_y"]].to_numpy(np.float32)
+        np.testing.assert_allclose(row[TRIPLE_COLUMNS].to_numpy(np.float32).reshape(3, 4),
+                                   triple_boxes(box, nose), atol=1e-3)
+        # and the face box in the source image lies on the 200x200 UTK chip (give or take)
+        src = row[["src_x1", "src_y1", "src_x2", "src_y2"]].to_numpy(np.float32)
+        assert src[0] < src[2] and src[1] < src[3]
+        assert -60 < src[0] < 200 and 0 < src[2] < 260
+
+
+@pytest.mark.slow
+def test_utk_summary_and_skipped_csv(utk_run):
+    summary, rows, skipped = utk_run.summary, utk_run.rows, utk_run.skipped
+    assert utk_run.printed == summary  # stdout carries the same JSON as utk_summary.json
+    assert summary["source"] == "utk"
+    assert summary["inputs_seen"] == 100
+    assert summary["faces_written"] == len(rows)
+    assert summary["skipped"] == sum(summary["skip_reasons"].values()) == len(skipped)
+    assert summary["faces_written"] + summary["skipped"] == summary["inputs_seen"]
+    assert summary["face_rate"] == pytest.approx(len(rows) / summary["images_processed"], abs=1e-4)
+    assert summary["chunks"] == 1 and summary["chunks_reused"] == 0 and summary["workers"] == 1
+    assert (utk_run.dest / "utk_skipped.csv").is_file()
+    written = set(rows["source_file"])
+    for path, reason in skipped:
+        assert Path(path).name not in written and reason
+
+
+# --- bad inputs ----------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_bad_inputs_are_counted_and_do_not_stop_the_run(tmp_path, run_cli, astronaut_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "20_1_0_empty.jpg").write_bytes(b"")
+    (folder / "25_0_0_text.jpg").write_text("this is text, not a JPEG\n")
+    cv2.imwrite(str(folder / "30_0_0_x.jpg"), np.full((300, 300, 3), 128, np.uint8))
+    (folder / "notes.txt").write_text("no label in this name\n")
+    (folder / "40_0_0_real_a.jpg").symlink_to(astronaut_path)
+    (folder / "41_1_0_real_b.jpg").symlink_to(astronaut_path)
+    (folder / "sub").mkdir()
+    (folder / "sub" / "42_0_0_real_c.jpg").symlink_to(astronaut_path)
+    dest = tmp_path / "out"
+
+    # chunk 0 holds the three unreadable/faceless images, chunk 1 the three real ones
+    summary = ok(run_cli("--source", "utk", "-i", folder, "-d", dest, "--chunk-size", 3))
+    assert summary["inputs_seen"] == 7
+    assert summary["images_processed"] == 6
+    assert summary["faces_written"] == 3
+    assert summary["skipped"] == 4
+    assert summary["chunks"] == 2
+    assert summary["skip_reasons"] == {
+        "empty file (0 bytes)": 1,
+        "not a readable image": 1,
+        "no face found": 1,
+        "file name has no AGE_GENDER_ label": 1,
+    }
+    skipped = {Path(p).name: reason for p, reason in read_skipped(dest, "utk")}
+    assert skipped == {"20_1_0_empty.jpg": "empty file (0 bytes)",
+                       "25_0_0_text.jpg": "not a readable image",
+                       "30_0_0_x.jpg": "no face found",
+                       "notes.txt": "file name has no AGE_GENDER_ label"}
+
+    empty = pd.read_feather(dest / "utk_0.feather")  # a chunk without faces is still a valid file
+    assert len(empty) == 0 and list(empty.columns) == COLUMNS
+    rows = read_rows(dest, "utk")
+    assert list(rows["source_file"]) == ["40_0_0_real_a.jpg", "41_1_0_real_b.jpg",
+                                         "sub/42_0_0_real_c.jpg"]
+    assert list(rows["age"]) == [40.0, 41.0, 42.0] and list(rows["gender"]) == [1, 0, 1]
+
+
+@pytest.mark.parametrize("source,name", [("utk", "nope"), ("afad", "AFAD-Full"),
+                                         ("wiki", "wiki_crop"), ("csv", "LABELS.csv")])
+def test_missing_input_exits_with_a_one_line_message(tmp_path, run_cli, source, name):
+    missing = tmp_path / name
+    result = run_cli("--source", source, "-i", missing, "-d", tmp_path / "out")
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert str(missing) in lines[0] and "Traceback" not in result.stderr
+    assert result.stdout.strip() == ""
+
+
+# --- resume ----------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_resume_redoes_only_missing_or_damaged_chunks(utk_sample, tmp_path, run_cli, link_files):
+    folder = link_files(sorted(utk_sample.iterdir())[:30], tmp_path / "in")
+    dest = tmp_path / "out"
+    args = ("--source", "utk", "-i", folder, "-d", dest, "--chunk-size", 10)
+
+    first = ok(run_cli(*args))
+    assert first["chunks"] == 3 and first["chunks_reused"] == 0
+    first_rows = read_rows(dest, "utk")
+    assert len(first_rows) == first["faces_written"] >= 28
+    chunk_bytes = {k: (dest / f"utk_{k}.feather").read_bytes() for k in range(3)}
+    chunk_files = {k: list(pd.read_feather(dest / f"utk_{k}.feather")["source_file"])
+                   for k in range(3)}
+
+    # chunk 1 never finished; interrupted writes left .tmp files behind (holding other rows)
+    (dest / "utk_1.feather").unlink()
+    (dest / "utk_1.meta.json").unlink()
+    (dest / "utk_1.feather.tmp").write_bytes(chunk_bytes[0])
+    (dest / "utk_1.meta.json.tmp").write_text("{not json")
+    (dest / "utk_2.feather.tmp").write_bytes(chunk_bytes[0])
+
+    second = ok(run_cli(*args))
+    assert second["chunks"] == 3
+    assert second["chunks_reused"] == second["chunks"] - 1
+    assert second["faces_written"] == first["faces_written"]
+    assert second["skip_reasons"] == first["skip_reasons"]
+    rows = read_rows(dest, "utk")
+    assert len(rows) == len(first_rows)
+    assert rows["source_file"].is_unique
+    assert list(rows["source_file"]) == list(first_rows["source_file"])
+    np.testing.assert_array_equal(rows["age"], first_rows["age"])
+    assert list(pd.read_feather(dest / "utk_1.feather")["source_file"]) == chunk_files[1]
+    for k in (0, 2):  # finished chunks are not rewritten
+        assert (dest / f"utk_{k}.feather").read_bytes() == chunk_bytes[k]
+    assert json.loads((dest / "utk_1.meta.json").read_text())["faces"] == len(chunk_files[1])
+
+    # A damaged chunk (size differs from its record) is redone; chunks beyond a shorter run go.
+    data = (dest / "utk_0.feather").read_bytes()
+    (dest / "utk_0.feather").write_bytes(data[: len(data) // 2])
+    third = ok(run_cli(*args, "--limit", 20))
+    assert third["chunks"] == 2 and third["chunks_reused"] == 1
+    assert not (dest / "utk_2.feather").exists() and not (dest / "utk_2.meta.json").exists()
+    rows = read_rows(dest, "utk")
+    assert list(rows["source_file"]) == chunk_files[0] + chunk_files[1]
+    assert third["faces_written"] == len(rows)
+
+
+# --- several workers -------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_two_workers_give_the_same_rows(utk_run, tmp_path, run_cli, link_files):
+    names = sorted(p.name for p in utk_run.input.iterdir())[:20]
+    folder = link_files([utk_run.input / n for n in names], tmp_path / "in")
+    dest = tmp_path / "out"
+    summary = ok(run_cli("--source", "utk", "-i", folder, "-d", dest, "--chunk-size", 8,
+                         workers=2))
+    assert summary["workers"] == 2 and summary["chunks"] == 3
+    rows = read_rows(dest, "utk")
+    single = utk_run.rows[utk_run.rows["source_file"].isin(names)].reset_index(drop=True)
+    assert list(rows["source_file"]) == list(single["source_file"])  # same faces, same order
+    np.testing.assert_array_equal(rows["age"], single["age"])
+    np.testing.assert_array_equal(rows["gender"], single["gender"])
+    geometry = ["src_x1", "src_y1", "src_x2", "src_y2", "nose_x", "nose_y", "mouth_left_x"]
+    np.testing.assert_allclose(rows[geometry].to_numpy(), single[geometry].to_numpy(), atol=0.5)
+
+
+# --- a whole photo through --source csv -----------------------------------------------------------
+
+@pytest.mark.slow
+def test_astronaut_via_csv_gives_one_face(tmp_path, run_cli, astronaut_path, detector):
+    (tmp_path / "img").mkdir()
+    shutil.copy(astronaut_path, tmp_path / "img" / "astronaut.jpg")
+    labels = tmp_path / "LABELS.csv"
+    labels.write_text("path,age,gender\nimg/astronaut.jpg,45,M\n")
+    dest = tmp_path / "out"
+    summary = ok(run_cli("--source", "csv", "-i", labels, "-d", dest))
+    assert summary["faces_written"] == 1 and summary["skipped"] == 0
+    rows = read_rows(dest, "csv")
+    assert len(rows) == 1
+    row = rows.iloc[0]
+    assert row["source_file"] == "img/astronaut.jpg"
+    assert row["age"] == 45.0 and row["gender"] == 1 and row["faces"] == 1
+    assert row["score"] > 0.95
+    found = detector.detect(load_image(astronaut_path))
+    assert len(found) == 1
+    np.testing.assert_allclose(row[["src_x1", "src_y1", "src_x2", "src_y2"]].to_numpy(np.float32),
+                               found[0].box, atol=0.5)
+    chip = cv2.imdecode(np.frombuffer(row["image"], np.uint8), cv2.IMREAD_COLOR)
+    assert chip.shape == (256, 256, 3)
