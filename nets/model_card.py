@@ -1,0 +1,74 @@
+#!/usr/bin/env python
+"""Write NAME.card.json for a trained model: how it was made, what it measures, file sizes, hashes.
+
+  python nets/model_card.py model/c3ae_utk_age_gender.keras
+
+It reads NAME.state.json (training), NAME.eval.json (from -test) and the .tflite exports (from
+-fz) beside the model, and records the SHA-256 of every file it names. `check_faces` is the MAE on
+a fixed list of validation faces (the first 500 validation keys in sorted order), so a test can
+reproduce an exact number from the raw images.
+"""
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+CHECK_FACES = 500
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_keys(split_path: Path, count: int = CHECK_FACES) -> list:
+    return sorted(json.loads(split_path.read_text())["val"])[:count]
+
+
+def write_card(model_path, dataset: str, source: str) -> dict:
+    from nets.data import load_rows
+    from nets.evaluate import evaluate_model
+    from nets.model import as_float32, load_c3ae
+    from nets.train import artifact
+
+    model_path = Path(model_path)
+    state = json.loads(artifact(model_path, ".state.json").read_text())
+    evaluation = json.loads(artifact(model_path, ".eval.json").read_text())
+    split_path = artifact(model_path, ".split.json")
+    keys = check_keys(split_path)
+    rows = load_rows(dataset, source)
+    rows = rows[rows["key"].isin(set(keys))].reset_index(drop=True)
+    check = evaluate_model(as_float32(load_c3ae(model_path)), rows)
+    files = [model_path, split_path] + sorted(model_path.parent.glob(artifact(model_path, ".*.tflite").name))
+    history = state.get("history", [])
+    card = {
+        "model": model_path.name,
+        "description": state["model"],
+        "data": {"source": source, "faces_train": state["train_faces"], "faces_val": state["val_faces"],
+                 "split": f"random by face, seed {state['config']['seed']}, "
+                          f"validation share {state['config']['val_split']} ({split_path.name})"},
+        "command": state["config"]["command"],
+        "epochs_trained": state.get("epochs_done"), "best_epoch": state.get("best_epoch"),
+        "training_seconds": state.get("seconds"),
+        "validation": evaluation,
+        "check_faces": {"keys": "first 500 validation keys, sorted", "faces": check["faces"], "mae": check["mae"],
+                        **({"gender_accuracy": check["gender_accuracy"]} if "gender_accuracy" in check else {})},
+        "curves": [{k: h[k] for k in h if k in ("epoch", "val_age_mae", "val_gender_accuracy", "age_mae")}
+                   for h in history],
+        "files": {f.name: {"bytes": f.stat().st_size, "sha256": sha256(f)} for f in files},
+    }
+    out = artifact(model_path, ".card.json")
+    out.write_text(json.dumps(card, indent=2))
+    return card
+
+
+if __name__ == "__main__":
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model")
+    p.add_argument("--dataset", default="dataset/data")
+    p.add_argument("--source", default="utk")
+    a = p.parse_args()
+    print(json.dumps(write_card(a.model, a.dataset, a.source), indent=2))
