@@ -125,6 +125,13 @@ def main(argv, description: str, gender: bool) -> int:
     except (DataError, ModelFileError, TrainingError, ValueError, FileNotFoundError) as exc:
         log(f"error: {exc}")
         return 2
+    except Exception as exc:  # TensorFlow's runtime errors: one line for people, the trace for developers
+        import tensorflow as tf
+
+        if not isinstance(exc, tf.errors.OpError):
+            raise
+        log(f"error: TensorFlow stopped: {exc.message.splitlines()[0]}")
+        return 1
     except KeyboardInterrupt:
         log("interrupted: the best and last models of finished epochs are kept; --resume continues")
         return 130

@@ -154,8 +154,12 @@ def as_inputs(crops: np.ndarray) -> dict:
 
 
 def make_dataset(rows: pd.DataFrame, batch_size: int, bins: int, gender: bool, training: bool,
-                 augment: AugmentConfig | None = None, seed: int = 2019, smooth: float = SMOOTH_GENDER):
-    """tf.data over rows: batches of indices are decoded, cropped (and augmented) in parallel."""
+                 augment: AugmentConfig | None = None, seed: int = 2019, smooth: float = SMOOTH_GENDER,
+                 drop_remainder: bool = False):
+    """tf.data over rows: batches of indices are decoded, cropped (and augmented) in parallel.
+
+    drop_remainder leaves out the last partial batch (needed when batches are split over replicas).
+    """
     import tensorflow as tf
 
     target_arrays = targets(rows, bins, gender, smooth)
@@ -182,7 +186,7 @@ def make_dataset(rows: pd.DataFrame, batch_size: int, bins: int, gender: bool, t
     ds = tf.data.Dataset.range(n)
     if training:
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     # One augmentation seed per batch, different in every epoch.
     batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     ds = tf.data.Dataset.zip(ds, batch_seeds)

@@ -220,7 +220,14 @@ def train(cfg: TrainConfig, log=print) -> dict:
     split = make_or_load_split(rows, artifact(save_path, ".split.json"), cfg.val_split, cfg.seed, log=log)
     if len(split.train) == 0 or len(split.val) == 0:
         raise TrainingError("the split has an empty side; more data is needed")
-    steps = cfg.steps_per_epoch or math.ceil(len(split.train) / cfg.batch_size)
+    replicas = strategy.num_replicas_in_sync
+    if replicas > 1 and (cfg.batch_size % replicas or min(len(split.train), len(split.val)) < cfg.batch_size):
+        raise TrainingError(f"with {replicas} replicas the batch size must be a multiple of {replicas} "
+                            "and no larger than either side of the split")
+    if replicas > 1:  # every replica needs an equal share of each batch: partial batches are left out
+        log(f"{replicas} replicas: the last partial batch of each epoch is left out")
+    steps = cfg.steps_per_epoch or (len(split.train) // cfg.batch_size if replicas > 1
+                                    else math.ceil(len(split.train) / cfg.batch_size))
 
     state, initial_epoch = {}, 0
     with strategy.scope():
@@ -246,10 +253,12 @@ def train(cfg: TrainConfig, log=print) -> dict:
 
     augment = AugmentConfig(erase_prob=cfg.erase) if cfg.augment else None
     smooth = SMOOTH_GENDER if cfg.smooth_gender else 0.0
-    train_ds = make_dataset(split.train, cfg.batch_size, cfg.bins, cfg.gender, True, augment, cfg.seed, smooth)
+    train_ds = make_dataset(split.train, cfg.batch_size, cfg.bins, cfg.gender, True, augment, cfg.seed, smooth,
+                            drop_remainder=replicas > 1)
     if cfg.steps_per_epoch:
         train_ds = train_ds.repeat()
-    val_ds = make_dataset(split.val, cfg.batch_size, cfg.bins, cfg.gender, False)
+    val_ds = make_dataset(split.val, cfg.batch_size, cfg.bins, cfg.gender, False, smooth=smooth,
+                          drop_remainder=replicas > 1)
     checkpoint = _checkpoint_callback(cfg, state)
     callbacks = [checkpoint, keras.callbacks.CSVLogger(str(artifact(save_path, ".log.csv")),
                                                        append=cfg.resume)]

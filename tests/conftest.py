@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +93,108 @@ def run_cli(repo_root):
                               env=env)
 
     return run
+
+
+# --- models trained by the real CLIs (tests/test_training.py, tests/test_inference.py) ---------------
+
+PREPARED_STEP = 100  # every 100th UTKFace name (sorted): about 200 faces, ages spread
+TINY_ROWS = 24       # faces in the tiny data set of quick CLI runs (19 train, 5 validation)
+
+# Lines that TensorFlow, absl and OpenCV write to stderr by themselves; everything else on stderr is
+# a message of the project for people.
+_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog"
+    r"|[IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\] "
+    r"|To enable the following instructions"
+    r"|INFO: Created TensorFlow Lite"
+    r"|\[ ?(WARN|ERROR|INFO):)")
+
+
+def messages_in(stderr: str) -> list[str]:
+    """The non-empty stderr lines that are not TensorFlow/absl/OpenCV start-up noise."""
+    return [line for line in stderr.splitlines() if line.strip() and not _NOISE.match(line)]
+
+
+@pytest.fixture(scope="session")
+def messages():
+    """messages(stderr) -> the lines of stderr meant for people (library noise left out)."""
+    return messages_in
+
+
+@pytest.fixture(scope="session")
+def run_python(repo_root):
+    """run_python("nets/C3AE.py", *args): run a script of the repo from its root; CompletedProcess."""
+
+    def run(script, *args, timeout: float = 600, env_extra=None):
+        env = dict(os.environ)
+        env.update(env_extra or {})
+        return subprocess.run([sys.executable, script, *map(str, args)], cwd=repo_root,
+                              capture_output=True, text=True, timeout=timeout, env=env)
+
+    return run
+
+
+def _ok(result, what):
+    assert result.returncode == 0, (f"{what}: exit {result.returncode}\n"
+                                    f"stderr:\n{result.stderr[-4000:]}\nstdout:\n{result.stdout[-2000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def prepared_utk(tmp_path_factory, utk_dir, link_files, run_cli) -> Path:
+    """Every 100th UTKFace image (about 200) prepared by dataset_proc.py: the folder of feathers."""
+    names = sorted(p.name for p in utk_dir.iterdir() if p.is_file())[::PREPARED_STEP]
+    if len(names) < 100:
+        pytest.skip(f"{utk_dir} holds too few files for the training tests")
+    folder = link_files([utk_dir / name for name in names],
+                        tmp_path_factory.mktemp("utk_every100") / "UTKFace")
+    dest = tmp_path_factory.mktemp("utk_prepared")
+    _ok(run_cli("--source", "utk", "-i", folder, "-d", dest, workers=2), "dataset_proc.py")
+    assert list(dest.glob("utk_*.feather")), "dataset_proc.py wrote no feather file"
+    return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_utk(tmp_path_factory, prepared_utk) -> Path:
+    """The first TINY_ROWS faces of prepared_utk as one feather chunk (quick training runs)."""
+    import pandas as pd
+
+    from nets.data import load_rows
+
+    rows = load_rows(prepared_utk, "utk").drop(columns="key").iloc[:TINY_ROWS].reset_index(drop=True)
+    dest = tmp_path_factory.mktemp("utk_tiny")
+    rows.to_feather(dest / "utk_0.feather")
+    assert len(pd.read_feather(dest / "utk_0.feather")) == TINY_ROWS
+    return dest
+
+
+TRAINED_FILES = (".keras", ".last.keras", ".split.json", ".log.csv", ".state.json", ".curves.png")
+
+
+def _train(run_python, script, dataset, out: Path) -> Path:
+    from nets.train import artifact
+
+    _ok(run_python(script, "--dataset", dataset, "--source", "utk", "-se", "-white", "--epochs", "2",
+                   "-s", out), script)
+    missing = [artifact(out, s).name for s in TRAINED_FILES if not artifact(out, s).is_file()]
+    assert not missing, f"{script} did not write {missing}"
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_age_model(tmp_path_factory, prepared_utk, run_python) -> Path:
+    """`nets/C3AE.py ... -se -white --epochs 2 -s OUT.keras` on prepared_utk: the path OUT.keras."""
+    return _train(run_python, "nets/C3AE.py", prepared_utk, tmp_path_factory.mktemp("age_model") / "age.keras")
+
+
+@pytest.fixture(scope="session")
+def trained_gender_model(tmp_path_factory, prepared_utk, run_python) -> Path:
+    """`nets/C3AE_expand.py ... -se -white --epochs 2 -s OUT.keras` on prepared_utk: OUT.keras."""
+    return _train(run_python, "nets/C3AE_expand.py", prepared_utk,
+                  tmp_path_factory.mktemp("gender_model") / "gender.keras")
+
+
+@pytest.fixture(scope="session")
+def frozen_gender_model(trained_gender_model, run_python):
+    """`nets/C3AE_expand.py -fz -p OUT.keras` run once: (model path, CompletedProcess)."""
+    return trained_gender_model, run_python("nets/C3AE_expand.py", "-fz", "-p", trained_gender_model)

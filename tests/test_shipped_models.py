@@ -1,0 +1,85 @@
+"""The models shipped in model/: intact, finite, and as accurate as their cards say."""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT
+
+MODEL_DIR = REPO_ROOT / "model"
+CARDS = sorted(MODEL_DIR.glob("*.card.json"))
+GENDER_CARD = MODEL_DIR / "c3ae_utk_age_gender.card.json"
+
+
+def test_both_models_are_shipped_with_cards():
+    names = {c.name for c in CARDS}
+    assert {"c3ae_utk_age.card.json", "c3ae_utk_age_gender.card.json"} <= names
+
+
+@pytest.mark.parametrize("card_path", CARDS, ids=lambda p: p.name)
+def test_files_match_their_card_and_load_finite(card_path):
+    from nets.model import describe, load_c3ae
+    from nets.tflite import TFLiteModel
+
+    card = json.loads(card_path.read_text())
+    for name, entry in card["files"].items():
+        data = (MODEL_DIR / name).read_bytes()
+        assert len(data) == entry["bytes"], name
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"], f"{name} differs from its card"
+    model = load_c3ae(MODEL_DIR / card["model"])  # raises on non-finite weights
+    assert describe(model)["params"] == card["description"]["params"] < 100_000
+    for name in card["files"]:
+        if name.endswith(".tflite"):
+            lite = TFLiteModel(MODEL_DIR / name)
+            assert set(lite.outputs) == set(card["description"]["outputs"])
+
+
+@pytest.mark.slow
+def test_gender_model_reproduces_its_card_on_raw_utk_images(utk_dir, detector):
+    """The card's check faces, read from the raw UTKFace files, give the MAE the card claims."""
+    from nets.model_card import check_keys
+    from nets.predict import AgeEstimator
+    from detect import load_image
+
+    card = json.loads(GENDER_CARD.read_text())
+    estimator = AgeEstimator(MODEL_DIR / card["model"], detector=detector)
+    keys = check_keys(MODEL_DIR / "c3ae_utk_age_gender.split.json")
+    errors, correct = [], []
+    for key in keys:
+        name = key.split(":", 1)[1]
+        faces = estimator.predict(load_image(utk_dir / name))
+        assert faces, f"{name}: a face found at preparation time must be found again"
+        age, gender = int(name.split("_")[0]), 1 - int(name.split("_")[1])
+        errors.append(abs(faces[0].age - age))
+        correct.append(faces[0].gender == "FM"[gender])
+    mae = float(np.mean(errors))
+    assert abs(mae - card["check_faces"]["mae"]) < 0.05
+    assert abs(mae - card["validation"]["mae"]) <= 0.5
+    assert abs(float(np.mean(correct)) - card["check_faces"]["gender_accuracy"]) < 0.01
+
+
+@pytest.mark.slow
+def test_quick_start_demo_writes_an_annotated_image(tmp_path, astronaut_path):
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "nets" / "test.py"), "-i", str(astronaut_path),
+                             "--no-show"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "age" in result.stdout and ("female" in result.stdout or "male" in result.stdout)
+    assert (tmp_path / "runs" / "astronaut_c3ae.jpg").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_default_model_on_tight_crops_and_whole_photos(tmp_path, utk_dir, astronaut_path, link_files):
+    names = sorted(p.name for p in utk_dir.iterdir())[::2000][:5]
+    folder = link_files([utk_dir / n for n in names] + [astronaut_path], tmp_path / "photos")
+    result = subprocess.run([sys.executable, "nets/test.py", "--dir", str(folder), "--json", "--no-show"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    found = {rec["file"].rsplit("/", 1)[-1] for rec in records}
+    assert found == set(names) | {"astronaut.jpg"}
+    assert all(rec["gender"] in ("F", "M") and 0 <= rec["age"] <= 120 for rec in records)

@@ -1,0 +1,267 @@
+"""The trainer CLIs (nets/C3AE.py, nets/C3AE_expand.py) end to end on a small prepared UTKFace sample:
+files beside the model, split, state, -test, -fz, --resume, -fp16, --strategy mirrored, NaN safety, bad input."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nets.data import as_inputs, face_crops, load_rows, make_or_load_split
+from nets.model import as_float32, describe, load_c3ae
+from nets.train import artifact
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+MODELS = ["trained_age_model", "trained_gender_model"]
+
+
+def read_log(model_path) -> list[dict]:
+    with open(artifact(model_path, ".log.csv"), newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def read_json(path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def ok(result, what="command"):
+    assert result.returncode == 0, (f"{what}: exit {result.returncode}\n"
+                                    f"stderr:\n{result.stderr[-4000:]}\nstdout:\n{result.stdout[-2000:]}")
+    return result
+
+
+def run_trainer(argv, gender: bool, capsys):
+    """nets/C3AE.py (gender False) or nets/C3AE_expand.py (True) in this process, through the same
+    nets.cli.main that the scripts sys.exit() with: (exit code, stdout, stderr lines)."""
+    from nets.cli import main
+
+    code = main([str(a) for a in argv], "C3AE", gender=gender)
+    out, err = capsys.readouterr()
+    return code, out, [line for line in err.splitlines() if line.strip()]
+
+
+def prepared_rows(prepared_utk, gender: bool) -> pd.DataFrame:
+    rows = load_rows(prepared_utk, "utk")
+    return rows[rows["gender"] >= 0].reset_index(drop=True) if gender else rows
+
+
+# --- what a training run leaves behind ---------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fixture", MODELS)
+def test_log_has_two_epochs_and_the_training_loss_falls(fixture, request):
+    model_path = request.getfixturevalue(fixture)
+    log = read_log(model_path)
+    assert [row["epoch"] for row in log] == ["0", "1"]
+    assert {"loss", "age_mae", "val_age_mae", "val_loss"} <= set(log[0])
+    losses = [float(row["loss"]) for row in log]
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[1] < losses[0], f"training loss did not fall: {losses}"
+    assert artifact(model_path, ".curves.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fixture", MODELS)
+def test_split_is_saved_disjoint_complete_and_reused(fixture, request, prepared_utk):
+    model_path = request.getfixturevalue(fixture)
+    split_path = artifact(model_path, ".split.json")
+    saved = read_json(split_path)
+    train, val = saved["train"], saved["val"]
+    rows = prepared_rows(prepared_utk, gender=fixture == "trained_gender_model")
+    assert len(set(train)) == len(train) and len(set(val)) == len(val)
+    assert not set(train) & set(val)
+    assert set(train) | set(val) == set(rows["key"])
+    assert len(val) == round(0.2 * len(rows)) and saved["seed"] == 2019 and saved["val_split"] == 0.2
+    before = split_path.read_bytes()
+    notes = []
+    # other seed and ratio: the saved split wins, and the file is left as it was
+    again = make_or_load_split(rows, split_path, val_split=0.5, seed=7, log=notes.append)
+    assert sorted(again.train["key"]) == sorted(train) and sorted(again.val["key"]) == sorted(val)
+    assert split_path.read_bytes() == before
+    assert any("saved split" in n for n in notes)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fixture", MODELS)
+def test_state_records_the_config_and_the_best_val_mae(fixture, request, prepared_utk):
+    model_path = request.getfixturevalue(fixture)
+    gender = fixture == "trained_gender_model"
+    state = read_json(artifact(model_path, ".state.json"))
+    config = state["config"]
+    assert config["se"] is True and config["white"] is True and config["gender"] is gender
+    assert config["epochs"] == 2 and config["dataset"] == str(prepared_utk) and config["source"] == "utk"
+    assert config["save_path"] == str(model_path) and config["loss"] == "kl" and config["lr"] == 0.002
+    assert state["epochs_done"] == 2 and len(state["history"]) == 2
+    val_mae = [float(row["val_age_mae"]) for row in read_log(model_path)]
+    assert state["best_val_mae"] == pytest.approx(min(val_mae), rel=1e-5)
+    assert state["best_epoch"] == int(np.argmin(val_mae)) + 1
+    assert state["train_faces"] + state["val_faces"] == len(prepared_rows(prepared_utk, gender))
+    assert state["model"]["se"] and state["model"]["white"]
+    # the model file says the same about itself, without any flag
+    model = load_c3ae(model_path)
+    assert describe(model) == state["model"]
+    assert describe(model)["variant"] == ("age+gender" if gender else "age")
+
+
+# --- -test -----------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fixture", MODELS)
+def test_evaluation_cli_writes_metrics_and_plot(fixture, request, prepared_utk, capsys):
+    model_path = request.getfixturevalue(fixture)
+    gender = fixture == "trained_gender_model"
+    code, stdout, said = run_trainer(["-test", "-p", model_path, "--dataset", prepared_utk], gender, capsys)
+    assert code == 0, said
+    metrics = read_json(artifact(model_path, ".eval.json"))
+    assert json.loads(stdout) == metrics
+    assert "validation:" in said[-1] and "MAE" in said[-1]
+    val = read_json(artifact(model_path, ".split.json"))["val"]
+    assert metrics["faces"] == len(val)
+    assert 0 <= metrics["cs5"] <= 1 and metrics["mae"] > 0
+    decades = metrics["mae_per_decade"]
+    assert sum(d["n"] for d in decades.values()) == len(val)
+    assert all(k == f"{int(k.split('-')[0])}-{int(k.split('-')[0]) + 9}" for k in decades)
+    # evaluated on the saved validation split with the best checkpoint: Keras' val MAE of that epoch
+    state = read_json(artifact(model_path, ".state.json"))
+    assert metrics["mae"] == pytest.approx(state["best_val_mae"], abs=0.01)
+    if fixture == "trained_gender_model":
+        assert 0 <= metrics["gender_accuracy"] <= 1
+    else:
+        assert "gender_accuracy" not in metrics
+    assert artifact(model_path, ".eval.png").stat().st_size > 1000
+
+
+# --- -fz -------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_freeze_writes_tflite_files_with_parity(frozen_gender_model, repo_root, prepared_utk):
+    model_path, result = frozen_gender_model
+    ok(result, "-fz")
+    report = json.loads(result.stdout)
+    assert report["parity_ok"] is True
+    assert report["float32"]["max_age_difference"] <= 0.5
+    assert report["float32"]["max_gender_prob_difference"] <= 0.01
+    float32, dynamic = artifact(model_path, ".float32.tflite"), artifact(model_path, ".dynamic.tflite")
+    assert report["float32"]["path"] == str(float32) and report["dynamic"]["path"] == str(dynamic)
+    assert float32.stat().st_size > 0 and 0 < dynamic.stat().st_size < float32.stat().st_size
+    assert not list(repo_root.glob("*.tflite"))  # nothing written into the working directory
+
+    from nets.tflite import TFLiteModel
+
+    tflite = TFLiteModel(float32)
+    assert tflite.outputs == ["W1", "age", "gender"] and tflite.bins == 12
+    rows = load_rows(prepared_utk, "utk")
+    crops = face_crops(rows, range(0, len(rows), max(1, len(rows) // 8)))
+    keras_out = as_float32(load_c3ae(model_path)).predict(as_inputs(crops), verbose=0)
+    got = tflite.predict_crops(crops)
+    assert got["age"].shape == (len(crops), 1)
+    np.testing.assert_allclose(got["age"], keras_out["age"], atol=0.01)
+    np.testing.assert_allclose(got["W1"], keras_out["W1"], atol=1e-4)
+    np.testing.assert_allclose(got["gender"], keras_out["gender"], atol=1e-4)
+
+
+# --- --resume --------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_resume_continues_at_epoch_3_with_the_optimizer_state(trained_age_model, prepared_utk, run_python,
+                                                               tmp_path):
+    import keras
+
+    folder = tmp_path / "resumed"
+    shutil.copytree(trained_age_model.parent, folder)
+    model_path = folder / trained_age_model.name
+    state = read_json(artifact(model_path, ".state.json"))
+    steps = math.ceil(state["train_faces"] / 50)
+    before = keras.models.load_model(artifact(model_path, ".last.keras"))
+    assert int(before.optimizer.iterations) == 2 * steps
+    split_before = artifact(model_path, ".split.json").read_bytes()
+
+    result = ok(run_python("nets/C3AE.py", "--dataset", prepared_utk, "--source", "utk", "-se", "-white",
+                           "--epochs", "3", "--resume", "-s", model_path), "--resume")
+    assert "resuming" in result.stderr
+    log = read_log(model_path)
+    assert [row["epoch"] for row in log] == ["0", "1", "2"]
+    state = read_json(artifact(model_path, ".state.json"))
+    assert state["epochs_done"] == 3 and len(state["history"]) == 3 and state["history"][-1]["epoch"] == 3
+    after = keras.models.load_model(artifact(model_path, ".last.keras"))
+    assert int(after.optimizer.iterations) == 3 * steps  # Adam went on from step 2 * steps
+    assert artifact(model_path, ".split.json").read_bytes() == split_before
+    assert len(read_log(trained_age_model)) == 2  # the original run is untouched
+
+
+# --- -fp16, --strategy mirrored --------------------------------------------------------------------
+
+QUICK = ("--source", "utk", "--epochs", "1", "--steps-per-epoch", "2")
+
+
+@pytest.mark.slow
+def test_fp16_training_gives_a_float32_finite_model(tiny_utk, run_python, tmp_path):
+    out = tmp_path / "fp16.keras"
+    ok(run_python("nets/C3AE.py", "--dataset", tiny_utk, *QUICK, "-b", "2", "-se", "-white", "-fp16", "-s", out),
+       "-fp16")
+    model = load_c3ae(out)
+    assert any(layer.dtype_policy.name == "mixed_float16" for layer in model.get_layer("trunk").layers)
+    crops = face_crops(load_rows(tiny_utk, "utk"), range(6))
+    pred = model.predict(as_inputs(crops), verbose=0)
+    for key, value in pred.items():
+        assert value.dtype == np.float32, key
+        assert np.all(np.isfinite(value)), key
+    full = as_float32(model).predict(as_inputs(crops), verbose=0)
+    np.testing.assert_allclose(full["age"], pred["age"], atol=0.5)
+
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_cpu_devices(tiny_utk, run_python, tmp_path):
+    out = tmp_path / "mirrored.keras"
+    result = run_python("nets/C3AE.py", "--dataset", tiny_utk, *QUICK, "-b", "4",
+                        "--strategy", "mirrored", "--cpu-devices", "2", "-s", out)
+    ok(result, "--strategy mirrored")
+    assert out.is_file()
+    load_c3ae(out)
+
+
+# --- safety and bad input --------------------------------------------------------------------------
+
+def test_nan_loss_stops_training_and_writes_no_model(tiny_utk, capsys, tmp_path):
+    out = tmp_path / "nan.keras"
+    code, _, said = run_trainer(["--dataset", tiny_utk, *QUICK, "-b", "4", "-lr", "1e30", "-s", out], False, capsys)
+    assert code != 0, said
+    assert not out.exists() and not artifact(out, ".last.keras").exists()
+    assert not list(tmp_path.glob("*.keras*"))  # not even a temporary file
+    errors = [m for m in said if m.startswith("error:")]
+    assert len(errors) == 1 and "nan" in errors[0].lower() and "nothing saved" in errors[0], said
+
+
+def test_dataset_without_feathers_exits_2_with_one_line(run_python, messages, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no data here")
+    result = run_python("nets/C3AE.py", "--dataset", empty, "--source", "utk", "-s", tmp_path / "m.keras")
+    assert result.returncode == 2
+    lines = messages(result.stderr)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error:") and "no feather files" in lines[0] and str(empty) in lines[0]
+    assert not (tmp_path / "m.keras").exists()
+
+
+def test_corrupt_feather_chunk_is_reported_and_the_rest_used(prepared_utk, tmp_path):
+    copy = tmp_path / "data"
+    copy.mkdir()
+    for path in prepared_utk.glob("utk_*.feather"):
+        shutil.copy(path, copy / path.name)
+    (copy / "utk_9.feather").write_bytes(np.random.default_rng(0).bytes(4096))
+    pd.DataFrame({"age": [1.0, 2.0]}).to_feather(copy / "utk_8.feather")  # readable, lacks columns
+    good = load_rows(prepared_utk, "utk")
+    with pytest.warns(UserWarning) as record:
+        rows = load_rows(copy, "utk")
+    text = [str(w.message) for w in record]
+    assert any("utk_9.feather" in t and "not a readable feather" in t for t in text), text
+    assert any("utk_8.feather" in t and "lacks columns" in t for t in text), text
+    assert len(rows) == len(good) and set(rows["key"]) == set(good["key"])
