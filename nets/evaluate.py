@@ -9,11 +9,12 @@ import numpy as np
 
 def predict_rows(model, rows, batch_size: int = 256) -> dict:
     """Model outputs for every row (crops made exactly as in training, without augmentation)."""
-    from nets.data import as_inputs, face_crops
+    from nets.data import ChipStore, as_inputs
 
+    store = ChipStore(rows, memory_limit=0)  # decoded batch by batch, nothing kept
     outputs = []
     for start in range(0, len(rows), batch_size):
-        crops = face_crops(rows, range(start, min(start + batch_size, len(rows))))
+        crops = store.crops(range(start, min(start + batch_size, len(rows))))
         outputs.append(model.predict_on_batch(as_inputs(crops)))
     return {k: np.concatenate([np.asarray(o[k]) for o in outputs]) for k in outputs[0]}
 
