@@ -53,7 +53,7 @@ class TrainConfig:
     cpu_devices: int = 1
     gpu: bool = False
     steps_per_epoch: int | None = None
-    command: str = field(default_factory=lambda: " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]))
+    command: str = field(default_factory=lambda: " ".join(["python"] + sys.argv))
 
     @property
     def bins(self) -> int:
