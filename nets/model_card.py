@@ -5,7 +5,7 @@
 
 It reads NAME.state.json (training), NAME.eval.json (from -test) and the .tflite exports (from
 -fz) beside the model, and records the SHA-256 of every file it names. `check_faces` is the MAE on
-a fixed list of validation faces (the first 500 validation keys in sorted order), so a test can
+a fixed list of 500 validation faces (every k-th validation key in sorted order), so a test can
 reproduce an exact number from the raw images.
 """
 import hashlib
@@ -23,7 +23,10 @@ def sha256(path: Path) -> str:
 
 
 def check_keys(split_path: Path, count: int = CHECK_FACES) -> list:
-    return sorted(json.loads(split_path.read_text())["val"])[:count]
+    """Every k-th validation key in sorted order: file names start with the age, so this spreads
+    the check faces over all ages like the validation split itself."""
+    keys = sorted(json.loads(split_path.read_text())["val"])
+    return keys[::max(1, len(keys) // count)][:count]
 
 
 def write_card(model_path, dataset: str, source: str) -> dict:
@@ -52,7 +55,7 @@ def write_card(model_path, dataset: str, source: str) -> dict:
         "epochs_trained": state.get("epochs_done"), "best_epoch": state.get("best_epoch"),
         "training_seconds": state.get("seconds"),
         "validation": evaluation,
-        "check_faces": {"keys": "first 500 validation keys, sorted", "faces": check["faces"], "mae": check["mae"],
+        "check_faces": {"keys": "every k-th of the sorted validation keys (nets/model_card.py check_keys)", "faces": check["faces"], "mae": check["mae"],
                         **({"gender_accuracy": check["gender_accuracy"]} if "gender_accuracy" in check else {})},
         "curves": [{k: h[k] for k in h if k in ("epoch", "val_age_mae", "val_gender_accuracy", "age_mae")}
                    for h in history],
