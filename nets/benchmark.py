@@ -112,7 +112,7 @@ def bench_train(dataset, source, batch_size, steps):
         keras.utils.set_random_seed(0)
         model = build_c3ae(se=True, white=True, gender=True)
         compile_model(model, cfg, rows, steps)
-        model.fit(ds.take(3), epochs=1, verbose=0)  # build the graph
+        model.fit(ds, epochs=1, steps_per_epoch=3, verbose=0)  # build the graph
         return model
 
     crops = face_crops(rows.iloc[: batch_size * 4])
