@@ -265,3 +265,18 @@ def test_corrupt_feather_chunk_is_reported_and_the_rest_used(prepared_utk, tmp_p
     assert any("utk_9.feather" in t and "not a readable feather" in t for t in text), text
     assert any("utk_8.feather" in t and "lacks columns" in t for t in text), text
     assert len(rows) == len(good) and set(rows["key"]) == set(good["key"])
+
+
+# --- benchmark ----------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_training_benchmark_prints_both_feeds_with_rates(tiny_utk, run_python):
+    result = ok(run_python("nets/benchmark.py", "train", "--dataset", tiny_utk, "--batch-size", "4",
+                           "--steps", "3", "--rounds", "2"), "benchmark.py train")
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:]
+            for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line}
+    assert set(rows) >= {"in-memory tensors", "tf.data pipeline, first epoch (JPEG decode, crop, augment)",
+                         "tf.data pipeline, later epochs (cached chips, crop, augment)"}, result.stdout
+    for name, cells in rows.items():
+        if name != "input":
+            assert float(cells[0]) > 0, (name, cells)
