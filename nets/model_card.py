@@ -3,7 +3,7 @@
 
   python nets/model_card.py model/c3ae_utk_age_gender.keras
 
-It reads NAME.state.json (training), NAME.eval.json (from -test) and the .tflite exports (from
+It reads NAME.state.json (training, with the stages of -p fine-tuning), NAME.eval.json (from -test) and the .tflite exports (from
 -fz) beside the model, and records the SHA-256 of every file it names. `check_faces` is the MAE on
 a fixed list of 500 validation faces (every k-th validation key in sorted order), so a test can
 reproduce an exact number from the raw images.
@@ -29,6 +29,18 @@ def check_keys(split_path: Path, count: int = CHECK_FACES) -> list:
     return keys[::max(1, len(keys) // count)][:count]
 
 
+def training_stages(state: dict) -> list:
+    """The runs that made a model, earliest first: the -p chain recorded in its state file."""
+    stages, record = [], state
+    while record is not None:
+        stages.insert(0, {"command": record["config"]["command"] if "config" in record else record.get("command"),
+                          "epochs": record.get("epochs_done", record.get("epochs")),
+                          "best_epoch": record.get("best_epoch"), "best_val_mae": record.get("best_val_mae"),
+                          "seconds": record.get("seconds")})
+        record = record.get("pretrained_from")
+    return stages
+
+
 def write_card(model_path, dataset: str, source: str) -> dict:
     from nets.data import load_rows
     from nets.evaluate import evaluate_model
@@ -52,6 +64,7 @@ def write_card(model_path, dataset: str, source: str) -> dict:
                  "split": f"random by face, seed {state['config']['seed']}, "
                           f"validation share {state['config']['val_split']} ({split_path.name})"},
         "command": state["config"]["command"],
+        "stages": training_stages(state),
         "epochs_trained": state.get("epochs_done"), "best_epoch": state.get("best_epoch"),
         "training_seconds": state.get("seconds"),
         "validation": evaluation,

@@ -67,6 +67,21 @@ def artifact(save_path, suffix: str) -> Path:
     return path.with_name(stem + suffix)
 
 
+def pretrain_record(pretrain_path) -> dict:
+    """What a -p model was: its training command and result, read from its state file if it has
+    one, with the models it was itself started from. Model cards list these stages in order."""
+    record = {"model": str(pretrain_path)}
+    state_path = artifact(pretrain_path, ".state.json")
+    if state_path.exists():
+        state = json.loads(state_path.read_text())
+        record.update(command=state["config"].get("command"), epochs=state.get("epochs_done"),
+                      best_epoch=state.get("best_epoch"), best_val_mae=state.get("best_val_mae"),
+                      seconds=state.get("seconds"))
+        if "pretrained_from" in state:
+            record["pretrained_from"] = state["pretrained_from"]
+    return record
+
+
 class TrainingError(RuntimeError):
     pass
 
@@ -247,6 +262,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
             compile_model(model, cfg, split.train, steps)
             state = {"config": asdict(cfg), "model": describe(model), "train_faces": len(split.train),
                      "val_faces": len(split.val)}
+            if cfg.pretrain_path:
+                state["pretrained_from"] = pretrain_record(cfg.pretrain_path)
     if initial_epoch >= cfg.epochs:
         log(f"already trained for {initial_epoch} epochs (--epochs {cfg.epochs}); nothing to do")
         return state

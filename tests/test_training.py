@@ -280,3 +280,18 @@ def test_training_benchmark_prints_both_feeds_with_rates(tiny_utk, run_python):
     for name, cells in rows.items():
         if name != "input":
             assert float(cells[0]) > 0, (name, cells)
+
+
+def test_fine_tuning_records_the_model_it_started_from(trained_gender_model, tiny_utk, run_python, tmp_path):
+    from nets.model_card import training_stages
+
+    out = tmp_path / "tuned.keras"
+    ok(run_python("nets/C3AE.py", "--dataset", tiny_utk, *QUICK, "-b", "4", "-se", "-white",
+                  "-p", trained_gender_model, "-s", out), "-p")
+    parent = read_json(artifact(trained_gender_model, ".state.json"))
+    state = read_json(artifact(out, ".state.json"))
+    assert state["pretrained_from"]["model"] == str(trained_gender_model)
+    assert state["pretrained_from"]["best_val_mae"] == parent["best_val_mae"]
+    stages = training_stages(state)
+    assert [s["command"] for s in stages] == [parent["config"]["command"], state["config"]["command"]]
+    assert [s["epochs"] for s in stages] == [2, 1]
