@@ -41,7 +41,13 @@ def evaluate_model(model, rows, out_prefix=None, title: str = "") -> dict:
     if "gender" in predictions:
         known = rows["gender"].to_numpy() >= 0
         guess = predictions["gender"].argmax(axis=1)
-        metrics["gender_accuracy"] = round(float((guess[known] == rows["gender"].to_numpy()[known]).mean()), 4)
+        right = guess == rows["gender"].to_numpy()
+        metrics["gender_accuracy"] = round(float(right[known].mean()), 4)
+        for decade, entry in metrics["mae_per_decade"].items():  # children's gender is much harder
+            lo = int(decade.split("-")[0])
+            mask = known & (true_age >= lo) & (true_age < lo + 10)
+            if mask.any():
+                entry["gender_accuracy"] = round(float(right[mask].mean()), 4)
     if out_prefix is not None:
         out_prefix = Path(out_prefix)
         Path(str(out_prefix) + ".eval.json").write_text(json.dumps(metrics, indent=2))

@@ -132,8 +132,12 @@ def test_evaluation_cli_writes_metrics_and_plot(fixture, request, prepared_utk, 
     assert metrics["mae"] == pytest.approx(state["best_val_mae"], abs=0.01)
     if fixture == "trained_gender_model":
         assert 0 <= metrics["gender_accuracy"] <= 1
+        # per decade too, and those add up to the whole (every UTKFace face has a gender)
+        weighted = sum(d["gender_accuracy"] * d["n"] for d in decades.values()) / len(val)
+        assert weighted == pytest.approx(metrics["gender_accuracy"], abs=1e-3)
     else:
         assert "gender_accuracy" not in metrics
+        assert not any("gender_accuracy" in d for d in decades.values())
     assert artifact(model_path, ".eval.png").stat().st_size > 1000
 
 
