@@ -29,23 +29,12 @@ def check_keys(split_path: Path, count: int = CHECK_FACES) -> list:
     return keys[::max(1, len(keys) // count)][:count]
 
 
-def training_stages(state: dict) -> list:
-    """The runs that made a model, earliest first: the -p chain recorded in its state file."""
-    stages, record = [], state
-    while record is not None:
-        stages.insert(0, {"command": record["config"]["command"] if "config" in record else record.get("command"),
-                          "epochs": record.get("epochs_done", record.get("epochs")),
-                          "best_epoch": record.get("best_epoch"), "best_val_mae": record.get("best_val_mae"),
-                          "seconds": record.get("seconds")})
-        record = record.get("pretrained_from")
-    return stages
-
-
 def write_card(model_path, dataset: str, source: str) -> dict:
     from nets.data import load_rows
     from nets.evaluate import evaluate_model
     from nets.model import as_float32, load_c3ae
-    from nets.train import artifact
+    from nets.plots import plot_curves
+    from nets.train import all_epochs, artifact, training_stages
 
     model_path = Path(model_path)
     state = json.loads(artifact(model_path, ".state.json").read_text())
@@ -56,7 +45,6 @@ def write_card(model_path, dataset: str, source: str) -> dict:
     rows = rows[rows["key"].isin(set(keys))].reset_index(drop=True)
     check = evaluate_model(as_float32(load_c3ae(model_path)), rows)
     files = [model_path, split_path] + sorted(model_path.parent.glob(artifact(model_path, ".*.tflite").name))
-    history = state.get("history", [])
     card = {
         "model": model_path.name,
         "description": state["model"],
@@ -64,16 +52,20 @@ def write_card(model_path, dataset: str, source: str) -> dict:
                  "split": f"random by face, seed {state['config']['seed']}, "
                           f"validation share {state['config']['val_split']} ({split_path.name})"},
         "command": state["config"]["command"],
-        "stages": training_stages(state),
+        "stages": [{"command": stage["config"]["command"] if "config" in stage else stage.get("command"),
+                    "epochs": stage.get("epochs_done", stage.get("epochs")), "best_epoch": stage.get("best_epoch"),
+                    "best_val_mae": stage.get("best_val_mae"), "seconds": stage.get("seconds")}
+                   for stage in training_stages(state)],
         "epochs_trained": state.get("epochs_done"), "best_epoch": state.get("best_epoch"),
         "training_seconds": state.get("seconds"),
         "validation": evaluation,
         "check_faces": {"keys": "every k-th of the sorted validation keys (nets/model_card.py check_keys)", "faces": check["faces"], "mae": check["mae"],
                         **({"gender_accuracy": check["gender_accuracy"]} if "gender_accuracy" in check else {})},
         "curves": [{k: h[k] for k in h if k in ("epoch", "val_age_mae", "val_gender_accuracy", "age_mae")}
-                   for h in history],
+                   for h in all_epochs(state)[0]],
         "files": {f.name: {"bytes": f.stat().st_size, "sha256": sha256(f)} for f in files},
     }
+    plot_curves(*all_epochs(state), artifact(model_path, ".curves.png"), gender=state["config"]["gender"])
     out = artifact(model_path, ".card.json")
     out.write_text(json.dumps(card, indent=2))
     return card

@@ -8,7 +8,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def plot_curves(history: list[dict], path, gender: bool = False):
+def plot_curves(history: list[dict], stage_starts: list, path, gender: bool = False):
+    """Loss, age MAE (and gender accuracy) by epoch; a dotted line where fine-tuning (-p) began."""
     if not history:
         return None
     epochs = [h["epoch"] for h in history]
@@ -19,6 +20,8 @@ def plot_curves(history: list[dict], path, gender: bool = False):
         for prefix, style in (("", "-"), ("val_", "--")):
             values = [h.get(prefix + key, np.nan) for h in history]
             ax.plot(epochs, values, style, marker=".", label="validation" if prefix else "training")
+        for k, start in enumerate(stage_starts):
+            ax.axvline(start, color="gray", linestyle=":", label="fine-tuning (-p) from here" if k == 0 else None)
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

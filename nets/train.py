@@ -77,9 +77,31 @@ def pretrain_record(pretrain_path) -> dict:
         record.update(command=state["config"].get("command"), epochs=state.get("epochs_done"),
                       best_epoch=state.get("best_epoch"), best_val_mae=state.get("best_val_mae"),
                       seconds=state.get("seconds"))
+        record["history"] = state.get("history", [])
         if "pretrained_from" in state:
             record["pretrained_from"] = state["pretrained_from"]
     return record
+
+
+def training_stages(state: dict) -> list:
+    """The runs that made a model, earliest first (the -p chain of its state file)."""
+    stages = []
+    while state is not None:
+        stages.insert(0, state)
+        state = state.get("pretrained_from")
+    return stages
+
+
+def all_epochs(state: dict) -> tuple[list, list]:
+    """The history of every stage, epochs numbered on across stages, and where each later stage
+    started (for the curves of a fine-tuned model)."""
+    history, starts = [], []
+    for k, stage in enumerate(training_stages(state)):
+        if k:
+            starts.append(len(history) + 0.5)
+        offset = len(history)
+        history += [{**h, "epoch": offset + h["epoch"]} for h in stage.get("history", [])]
+    return history, starts
 
 
 class TrainingError(RuntimeError):
@@ -288,5 +310,5 @@ def train(cfg: TrainConfig, log=print) -> dict:
         raise TrainingError(checkpoint.failure)
     state["seconds"] = round(state.get("seconds", 0) + time.time() - started, 1)
     _write_json(state_path, state)
-    plot_curves(state.get("history", []), artifact(save_path, ".curves.png"), gender=cfg.gender)
+    plot_curves(*all_epochs(state), artifact(save_path, ".curves.png"), gender=cfg.gender)
     return state

@@ -170,6 +170,32 @@ def test_freeze_writes_tflite_files_with_parity(frozen_gender_model, repo_root, 
     np.testing.assert_allclose(got["gender"], keras_out["gender"], atol=1e-4)
 
 
+# --- model card -----------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_model_card_hashes_the_files_and_reproduces_the_evaluation(frozen_gender_model, run_python, prepared_utk):
+    import hashlib
+
+    from nets.model_card import write_card
+
+    model_path, _ = frozen_gender_model
+    ok(run_python("nets/C3AE_expand.py", "-test", "-p", model_path, "--dataset", prepared_utk), "-test")
+    card = write_card(model_path, str(prepared_utk), "utk")
+    assert card == read_json(artifact(model_path, ".card.json"))
+    assert set(card["files"]) == {model_path.name, artifact(model_path, ".split.json").name,
+                                  artifact(model_path, ".float32.tflite").name,
+                                  artifact(model_path, ".dynamic.tflite").name}
+    for name, entry in card["files"].items():
+        data = (model_path.parent / name).read_bytes()
+        assert entry["bytes"] == len(data) and entry["sha256"] == hashlib.sha256(data).hexdigest()
+    # fewer than 500 validation faces: the check faces are all of them, so they give -test's numbers
+    evaluation = read_json(artifact(model_path, ".eval.json"))
+    assert card["check_faces"]["faces"] == evaluation["faces"]
+    assert card["check_faces"]["mae"] == pytest.approx(evaluation["mae"], abs=1e-3)
+    assert [s["epochs"] for s in card["stages"]] == [2] and len(card["curves"]) == 2
+    assert artifact(model_path, ".curves.png").stat().st_size > 1000
+
+
 # --- --resume --------------------------------------------------------------------------------------
 
 @pytest.mark.slow
@@ -287,7 +313,7 @@ def test_training_benchmark_prints_both_feeds_with_rates(tiny_utk, run_python):
 
 
 def test_fine_tuning_records_the_model_it_started_from(trained_gender_model, tiny_utk, run_python, tmp_path):
-    from nets.model_card import training_stages
+    from nets.train import all_epochs, training_stages
 
     out = tmp_path / "tuned.keras"
     ok(run_python("nets/C3AE.py", "--dataset", tiny_utk, *QUICK, "-b", "4", "-se", "-white",
@@ -296,6 +322,10 @@ def test_fine_tuning_records_the_model_it_started_from(trained_gender_model, tin
     state = read_json(artifact(out, ".state.json"))
     assert state["pretrained_from"]["model"] == str(trained_gender_model)
     assert state["pretrained_from"]["best_val_mae"] == parent["best_val_mae"]
+    assert state["pretrained_from"]["history"] == parent["history"]
     stages = training_stages(state)
-    assert [s["command"] for s in stages] == [parent["config"]["command"], state["config"]["command"]]
-    assert [s["epochs"] for s in stages] == [2, 1]
+    assert [s.get("command") or s["config"]["command"] for s in stages] == \
+        [parent["config"]["command"], state["config"]["command"]]
+    history, starts = all_epochs(state)
+    assert [h["epoch"] for h in history] == [1, 2, 3] and starts == [2.5]
+    assert history[2]["val_age_mae"] == state["history"][0]["val_age_mae"]
