@@ -34,6 +34,9 @@ def build_parser(description: str, gender: bool) -> argparse.ArgumentParser:
     p.add_argument("-fz", "--freeze", action="store_true", help="export the model to TFLite and check parity")
     p.add_argument("--float16-export", action="store_true", help="with -fz: also write a float16 .tflite")
     p.add_argument("-test", action="store_true", help="evaluate the model on its saved validation split")
+    p.add_argument("--mirror", action="store_true",
+                   help="with -test: average each face with its mirror image (an experiment: the model files "
+                        "and nets/test.py do not do this); writes NAME.mirror.eval.json")
     p.add_argument("--strategy", choices=("default", "mirrored"), default="default",
                    help="mirrored: tf.distribute.MirroredStrategy over the visible devices")
     p.add_argument("--cpu-devices", type=int, default=1,
@@ -70,7 +73,7 @@ def config_from_args(args, gender: bool):
         cpu_devices=args.cpu_devices, gpu=args.gpu, steps_per_epoch=args.steps_per_epoch, **extra)
 
 
-def run_evaluation(model_path, cfg, log) -> dict:
+def run_evaluation(model_path, cfg, log, mirror: bool = False) -> dict:
     from nets.data import load_rows, make_or_load_split
     from nets.evaluate import evaluate_model
     from nets.model import as_float32, load_c3ae
@@ -84,9 +87,10 @@ def run_evaluation(model_path, cfg, log) -> dict:
     split = make_or_load_split(rows, split_path, cfg.val_split, cfg.seed, log=log)
     if len(split.val) == 0:
         raise ValueError(f"none of the validation faces of {split_path} are in {cfg.dataset} ({cfg.source})")
-    prefix = artifact(model_path, "")
-    metrics = evaluate_model(model, split.val, prefix, title=Path(model_path).name)
-    log(f"validation: {metrics['faces']} faces, MAE {metrics['mae']:.3f}, CS(5) {metrics['cs5']:.3f}"
+    prefix = artifact(model_path, ".mirror" if mirror else "")
+    metrics = evaluate_model(model, split.val, prefix, title=Path(model_path).name + (" (mirror-averaged)" if mirror else ""),
+                             mirror=mirror)
+    log(f"validation{' (mirror-averaged)' if mirror else ''}: {metrics['faces']} faces, MAE {metrics['mae']:.3f}, CS(5) {metrics['cs5']:.3f}"
         + (f", gender accuracy {metrics['gender_accuracy']:.4f}" if "gender_accuracy" in metrics else "")
         + f" -> {prefix}.eval.json, {prefix}.eval.png")
     return metrics
@@ -108,7 +112,7 @@ def main(argv, description: str, gender: bool) -> int:
         if args.test or args.freeze:
             configure_devices(args.gpu)
             if args.test:
-                print(json.dumps(run_evaluation(model_path, cfg, log), indent=2))
+                print(json.dumps(run_evaluation(model_path, cfg, log, args.mirror), indent=2))
             if args.freeze:
                 from nets.export import export_tflite
 

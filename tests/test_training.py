@@ -141,6 +141,29 @@ def test_evaluation_cli_writes_metrics_and_plot(fixture, request, prepared_utk, 
     assert artifact(model_path, ".eval.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
+def test_mirror_evaluation_averages_over_the_crops_width_and_keeps_the_plain_one(trained_gender_model, prepared_utk,
+                                                                                 capsys):
+    from nets.evaluate import predict_rows
+
+    plain = artifact(trained_gender_model, ".eval.json")
+    before = plain.read_bytes() if plain.exists() else None
+    code, stdout, said = run_trainer(["-test", "--mirror", "-p", trained_gender_model, "--dataset", prepared_utk],
+                                     True, capsys)
+    assert code == 0, said
+    assert "mirror-averaged" in said[-1]
+    assert json.loads(stdout) == read_json(artifact(trained_gender_model, ".mirror.eval.json"))
+    assert (plain.read_bytes() if plain.exists() else None) == before
+    # the average of the crops and their left-right mirror, computed by hand
+    model = load_c3ae(trained_gender_model)
+    rows = load_rows(prepared_utk, "utk").iloc[:6]
+    crops = face_crops(rows)
+    by_hand = (model.predict(as_inputs(crops), verbose=0)["age"]
+               + model.predict(as_inputs(np.flip(crops, axis=3)), verbose=0)["age"]) / 2
+    np.testing.assert_allclose(predict_rows(model, rows, mirror=True)["age"], by_hand, atol=1e-4)
+    assert not np.allclose(predict_rows(model, rows)["age"], by_hand, atol=1e-4)
+
+
 # --- -fz -------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
