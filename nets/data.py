@@ -173,10 +173,9 @@ def make_dataset(rows: pd.DataFrame, batch_size: int, bins: int, gender: bool, t
     def load_batch(indices, batch_seed):
         rng = np.random.default_rng([int(batch_seed), seed]) if training and augment else None
         crops = store.crops(indices, rng, augment if training else None)
-        return (tuple(crops[:, k].astype(np.float32) for k in range(3))
-                + tuple(target_arrays[k][indices] for k in target_arrays))
+        return tuple(crops[:, k] for k in range(3)) + tuple(target_arrays[k][indices] for k in target_arrays)
 
-    output_types = [tf.float32] * 3 + [tf.float32] * len(target_arrays)
+    output_types = [tf.uint8] * 3 + [tf.float32] * len(target_arrays)  # crops cast to float32 below, in TF
 
     def to_structure(indices, batch_seed):
         values = tf.numpy_function(load_batch, [indices, batch_seed], output_types, stateful=False)
@@ -184,7 +183,7 @@ def make_dataset(rows: pd.DataFrame, batch_size: int, bins: int, gender: bool, t
             v.set_shape([None, 64, 64, 3])
         for v, key in zip(values[3:], target_arrays):
             v.set_shape([None, target_arrays[key].shape[1]])
-        return ({name: values[k] for k, name in enumerate(CROP_NAMES)},
+        return ({name: tf.cast(values[k], tf.float32) for k, name in enumerate(CROP_NAMES)},
                 {key: values[3 + k] for k, key in enumerate(target_arrays)})
 
     ds = tf.data.Dataset.range(n)
