@@ -107,6 +107,8 @@ def main(argv, description: str, gender: bool) -> int:
     from nets.train import TrainingError, configure_devices, train
 
     try:
+        if args.mirror and not args.test:
+            raise ValueError("--mirror only applies to -test (the evaluation)")
         cfg = config_from_args(args, gender)
         model_path = args.pretrain_path or args.save_path
         if args.test or args.freeze:

@@ -33,7 +33,6 @@ def write_card(model_path, dataset: str, source: str) -> dict:
     from nets.data import load_rows
     from nets.evaluate import evaluate_model
     from nets.model import as_float32, load_c3ae
-    from nets.plots import plot_curves
     from nets.train import all_epochs, artifact, training_stages
 
     model_path = Path(model_path)
@@ -52,8 +51,8 @@ def write_card(model_path, dataset: str, source: str) -> dict:
                  "split": f"random by face, seed {state['config']['seed']}, "
                           f"validation share {state['config']['val_split']} ({split_path.name})"},
         "command": state["config"]["command"],
-        "stages": [{"command": stage["config"]["command"] if "config" in stage else stage.get("command"),
-                    "epochs": stage.get("epochs_done", stage.get("epochs")), "best_epoch": stage.get("best_epoch"),
+        "stages": [{"command": stage.get("config", {}).get("command"), "epochs": stage.get("epochs_done"),
+                    "best_epoch": stage.get("best_epoch"),
                     "best_val_mae": stage.get("best_val_mae"), "seconds": stage.get("seconds")}
                    for stage in training_stages(state)],
         "epochs_trained": state.get("epochs_done"), "best_epoch": state.get("best_epoch"),
@@ -65,7 +64,6 @@ def write_card(model_path, dataset: str, source: str) -> dict:
                    for h in all_epochs(state)[0]],
         "files": {f.name: {"bytes": f.stat().st_size, "sha256": sha256(f)} for f in files},
     }
-    plot_curves(*all_epochs(state), artifact(model_path, ".curves.png"), gender=state["config"]["gender"])
     out = artifact(model_path, ".card.json")
     out.write_text(json.dumps(card, indent=2))
     return card

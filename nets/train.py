@@ -68,18 +68,16 @@ def artifact(save_path, suffix: str) -> Path:
 
 
 def pretrain_record(pretrain_path) -> dict:
-    """What a -p model was: its training command and result, read from its state file if it has
-    one, with the models it was itself started from. Model cards list these stages in order."""
-    record = {"model": str(pretrain_path)}
+    """What a -p model was: its own state file (command, epochs, history and, in turn, the model it
+    was started from), tagged with its path. Model cards list these stages in order."""
+    record = {"path": str(pretrain_path)}
     state_path = artifact(pretrain_path, ".state.json")
-    if state_path.exists():
-        state = json.loads(state_path.read_text())
-        record.update(command=state["config"].get("command"), epochs=state.get("epochs_done"),
-                      best_epoch=state.get("best_epoch"), best_val_mae=state.get("best_val_mae"),
-                      seconds=state.get("seconds"))
-        record["history"] = state.get("history", [])
-        if "pretrained_from" in state:
-            record["pretrained_from"] = state["pretrained_from"]
+    try:
+        record.update(json.loads(state_path.read_text()))
+    except FileNotFoundError:
+        pass  # a model from elsewhere: only its path is known
+    except (OSError, ValueError) as exc:
+        record["note"] = f"its state file {state_path} could not be read ({exc})"
     return record
 
 
