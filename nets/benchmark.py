@@ -45,6 +45,7 @@ def bench_model(model_path, image_path, repeats):
     from detect import FaceDetector, load_image, prepare_faces
     from detect.prepare import prepare_detection
     from nets.export import convert
+    from nets.model import describe, with_mirror
     from nets.predict import AgeEstimator, KerasRunner
     from nets.tflite import TFLiteModel
 
@@ -56,14 +57,17 @@ def bench_model(model_path, image_path, repeats):
     rows.append(["Keras, batch of 1", f"{t1 * 1e3:.2f}"])
     t64 = median_seconds(lambda: runner.predict_crops(crops64), max(5, repeats // 5))
     rows.append(["Keras, batch of 64", f"{t64 / 64 * 1e3:.3f}"])
-    with tempfile.TemporaryDirectory() as tmp:
-        for kind in ("float32", "dynamic"):
-            path = Path(tmp) / f"{kind}.tflite"
-            path.write_bytes(convert(runner.model, kind))
-            lite = TFLiteModel(path)
-            t = median_seconds(lambda: lite.predict_crops(crops64[:1]), repeats * 5)
-            rows.append([f"TFLite {kind}, 1 face", f"{t * 1e3:.3f}"])
-    table(f"Model time per face ({Path(model_path).name})", ["how", "ms per face"], rows)
+    mirrored = describe(runner.model)["mirror"]
+    with tempfile.TemporaryDirectory() as tmp:  # both forms of the same weights: one pass, or face + mirror image
+        for mirror in (False, True):
+            form = ("face + mirror image" if mirror else "single pass") + (" (this file)" if mirror == mirrored else "")
+            for kind in ("float32", "dynamic"):
+                path = Path(tmp) / f"{kind}{mirror}.tflite"
+                path.write_bytes(convert(with_mirror(runner.model, mirror), kind))
+                lite = TFLiteModel(path)
+                t = median_seconds(lambda: lite.predict_crops(crops64[:1]), repeats * 5)
+                rows.append([f"TFLite {kind}, 1 face, {form}", f"{t * 1e3:.3f}"])
+    table(f"Model time per face ({Path(model_path).name}, Keras rows: the file as it is)", ["how", "ms per face"], rows)
 
     image = load_image(image_path)
     detector = FaceDetector()
@@ -193,13 +197,20 @@ def main(argv=None):
     import os
     print(f"machine: {os.cpu_count()} CPU cores; python {sys.version.split()[0]}; "
           f"load average before the run {os.getloadavg()[0]:.2f} (above ~0.3 another process is busy)")
-    if args.what in ("model", "all"):
-        bench_model(args.model, args.image, args.repeats)
-    if args.what in ("train", "all"):
-        bench_train(args.dataset, args.source, args.batch_size, args.steps, args.rounds)
-    if args.what in ("preprocess", "all"):
-        bench_preprocess(args.input, args.images)
+    try:
+        if args.what in ("model", "all"):
+            bench_model(args.model, args.image, args.repeats)
+        if args.what in ("train", "all"):
+            bench_train(args.dataset, args.source, args.batch_size, args.steps, args.rounds)
+        if args.what in ("preprocess", "all"):
+            if not Path(args.input).is_dir():
+                raise FileNotFoundError(f"--input {args.input} is not a folder of images")
+            bench_preprocess(args.input, args.images)
+    except (ValueError, FileNotFoundError) as exc:  # our data, model and image errors are ValueErrors
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

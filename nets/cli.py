@@ -35,8 +35,8 @@ def build_parser(description: str, gender: bool) -> argparse.ArgumentParser:
     p.add_argument("--float16-export", action="store_true", help="with -fz: also write a float16 .tflite")
     p.add_argument("-test", action="store_true", help="evaluate the model on its saved validation split")
     p.add_argument("--mirror", action="store_true",
-                   help="with -test: average each face with its mirror image (an experiment: the model files "
-                        "and nets/test.py do not do this); writes NAME.mirror.eval.json")
+                   help="average every face with its mirror image inside the model (same weights, twice the "
+                        "compute); with -test on a model without it: evaluate that form, NAME.mirror.eval.json")
     p.add_argument("--strategy", choices=("default", "mirrored"), default="default",
                    help="mirrored: tf.distribute.MirroredStrategy over the visible devices")
     p.add_argument("--cpu-devices", type=int, default=1,
@@ -70,16 +70,19 @@ def config_from_args(args, gender: bool):
         weight_factor=args.weight_factor, batch_size=args.batch_size, epochs=args.epochs, lr=args.lr,
         cosine_lr=args.cosine_lr, erase=args.erase, augment=not args.no_augment, seed=args.seed,
         val_split=args.val_split, resume=args.resume, fp16=args.fp16, strategy=args.strategy,
-        cpu_devices=args.cpu_devices, gpu=args.gpu, steps_per_epoch=args.steps_per_epoch, **extra)
+        cpu_devices=args.cpu_devices, gpu=args.gpu, steps_per_epoch=args.steps_per_epoch, mirror=args.mirror,
+        **extra)
 
 
 def run_evaluation(model_path, cfg, log, mirror: bool = False) -> dict:
     from nets.data import load_rows, make_or_load_split
     from nets.evaluate import evaluate_model
-    from nets.model import as_float32, load_c3ae
+    from nets.model import as_float32, describe, load_c3ae, with_mirror
     from nets.train import artifact
 
     model = as_float32(load_c3ae(model_path))
+    mirror = mirror and not describe(model)["mirror"]  # a mirror model is evaluated as it is
+    model = with_mirror(model) if mirror else model
     split_path = artifact(model_path, ".split.json")
     if not split_path.exists():
         log(f"note: no saved split beside {model_path}; a new one is made with seed {cfg.seed}")
@@ -88,8 +91,7 @@ def run_evaluation(model_path, cfg, log, mirror: bool = False) -> dict:
     if len(split.val) == 0:
         raise ValueError(f"none of the validation faces of {split_path} are in {cfg.dataset} ({cfg.source})")
     prefix = artifact(model_path, ".mirror" if mirror else "")
-    metrics = evaluate_model(model, split.val, prefix, title=Path(model_path).name + (" (mirror-averaged)" if mirror else ""),
-                             mirror=mirror)
+    metrics = evaluate_model(model, split.val, prefix, title=Path(model_path).name + (" (mirror-averaged)" if mirror else ""))
     log(f"validation{' (mirror-averaged)' if mirror else ''}: {metrics['faces']} faces, MAE {metrics['mae']:.3f}, CS(5) {metrics['cs5']:.3f}"
         + (f", gender accuracy {metrics['gender_accuracy']:.4f}" if "gender_accuracy" in metrics else "")
         + f" -> {prefix}.eval.json, {prefix}.eval.png")
@@ -107,8 +109,6 @@ def main(argv, description: str, gender: bool) -> int:
     from nets.train import TrainingError, configure_devices, train
 
     try:
-        if args.mirror and not args.test:
-            raise ValueError("--mirror only applies to -test (the evaluation)")
         cfg = config_from_args(args, gender)
         model_path = args.pretrain_path or args.save_path
         if args.test or args.freeze:

@@ -7,22 +7,15 @@ from pathlib import Path
 import numpy as np
 
 
-def predict_rows(model, rows, batch_size: int = 256, mirror: bool = False) -> dict:
-    """Model outputs for every row (crops made exactly as in training, without augmentation).
-
-    mirror=True averages every output with that of the mirror image of the three crops.
-    """
+def predict_rows(model, rows, batch_size: int = 256) -> dict:
+    """Model outputs for every row (crops made exactly as in training, without augmentation)."""
     from nets.data import ChipStore, as_inputs
 
     store = ChipStore(rows, memory_limit=0)  # decoded batch by batch, nothing kept
     outputs = []
     for start in range(0, len(rows), batch_size):
         crops = store.crops(range(start, min(start + batch_size, len(rows))))
-        out = {k: np.asarray(v) for k, v in model.predict_on_batch(as_inputs(crops)).items()}
-        if mirror:  # crops are (N, 3 crops, height, width, channels)
-            flipped = model.predict_on_batch(as_inputs(crops[:, :, :, ::-1]))
-            out = {k: (v + np.asarray(flipped[k])) / 2 for k, v in out.items()}
-        outputs.append(out)
+        outputs.append({k: np.asarray(v) for k, v in model.predict_on_batch(as_inputs(crops)).items()})
     return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
 
 
@@ -38,11 +31,11 @@ def age_metrics(true_age, pred_age) -> dict:
             "cs5": round(float((error <= 5).mean()), 4), "mae_per_decade": per_decade}
 
 
-def evaluate_model(model, rows, out_prefix=None, title: str = "", mirror: bool = False) -> dict:
+def evaluate_model(model, rows, out_prefix=None, title: str = "") -> dict:
     """Metrics of model on rows; with out_prefix, writes PREFIX.eval.json and PREFIX.eval.png."""
     from nets.plots import plot_evaluation
 
-    predictions = predict_rows(model, rows, mirror=mirror)
+    predictions = predict_rows(model, rows)
     true_age = rows["age"].to_numpy(np.float32)
     metrics = age_metrics(true_age, predictions["age"])
     if "gender" in predictions:

@@ -99,3 +99,26 @@ class CosineSoftmax(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "scale": self.scale}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MirrorStack(keras.layers.Layer):
+    """(N, H, W, C) -> (2N, H, W, C): the images, then their mirror images (flipped left-right)."""
+
+    def call(self, inputs):
+        return ops.concatenate([inputs, ops.flip(inputs, axis=2)], axis=0)
+
+    def compute_output_shape(self, input_shape):
+        return (None if input_shape[0] is None else 2 * input_shape[0],) + tuple(input_shape[1:])
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MirrorMean(keras.layers.Layer):
+    """(2N, ...) stacked by MirrorStack -> (N, ...): each output averaged with its mirror image's."""
+
+    def call(self, inputs):
+        original, mirrored = ops.split(inputs, 2, axis=0)
+        return (original + mirrored) / 2
+
+    def compute_output_shape(self, input_shape):
+        return (None if input_shape[0] is None else input_shape[0] // 2,) + tuple(input_shape[1:])

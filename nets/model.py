@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from nets.labels import bin_centres, bin_interval
-from nets.layers import CosineSoftmax, L2Normalize, Mish6, SqueezeExcite, WhiteNorm
+from nets.layers import CosineSoftmax, L2Normalize, MirrorMean, MirrorStack, Mish6, SqueezeExcite, WhiteNorm
 
 CROP_NAMES = ("outer", "middle", "inner")
 INPUT_SHAPE = (64, 64, 3)
@@ -53,16 +53,20 @@ def build_trunk(se: bool, white: bool, activation: str = "relu", se_pooling: str
 
 
 def build_c3ae(se: bool = False, white: bool = False, bins: int = 12, gender: bool = False,
-               activation: str = "relu", se_pooling: str = "avg", neck: bool = False) -> keras.Model:
+               activation: str = "relu", se_pooling: str = "avg", neck: bool = False,
+               mirror: bool = False) -> keras.Model:
     """Three inputs (outer, middle, inner crops) -> outputs {"age", "W1"[, "gender"]}.
 
     W1 is the two-point distribution over `bins` bins; age = W2(W1), with W2's kernel started at
     the bin centres so that it begins as the paper's expectation decode and stays learnable.
     neck=True is the original age+gender code's 786 K-parameter neck with cosine heads.
+    mirror=True runs every face twice, as it is and flipped left-right, and averages W1 and gender
+    (so age too, a linear function of W1): the same weights, twice the compute, a steadier guess.
     """
     trunk = build_trunk(se, white, activation, se_pooling)
     inputs = [keras.Input(INPUT_SHAPE, name=name) for name in CROP_NAMES]
-    features = keras.layers.Concatenate(name="context")([trunk(x) for x in inputs])
+    crops = [MirrorStack(name=f"mirror_{name}")(x) for name, x in zip(CROP_NAMES, inputs)] if mirror else inputs
+    features = keras.layers.Concatenate(name="context")([trunk(x) for x in crops])
     if neck:
         x = L2Normalize(name="neck_l2_in")(features)
         x = keras.layers.BatchNormalization(name="neck_bn1")(x)
@@ -73,6 +77,8 @@ def build_c3ae(se: bool = False, white: bool = False, bins: int = 12, gender: bo
         w1 = CosineSoftmax(bins, scale=16.0, name="W1", dtype="float32")(features)
     else:
         w1 = keras.layers.Dense(bins, activation="softmax", name="W1", dtype="float32")(features)
+    if mirror:
+        w1 = MirrorMean(name="W1_mirror_mean", dtype="float32")(w1)
     age = keras.layers.Dense(
         1, name="age", dtype="float32",
         kernel_initializer=keras.initializers.Constant(bin_centres(bins).reshape(bins, 1)),
@@ -82,7 +88,10 @@ def build_c3ae(se: bool = False, white: bool = False, bins: int = 12, gender: bo
         head = CosineSoftmax(2, scale=1.0, name="gender", dtype="float32") if neck else \
             keras.layers.Dense(2, activation="softmax", name="gender", dtype="float32")
         outputs["gender"] = head(features)
-    name = "c3ae" + ("_gender" if gender else "") + ("_se" if se else "") + ("_white" if white else "")
+        if mirror:
+            outputs["gender"] = MirrorMean(name="gender_mirror_mean", dtype="float32")(outputs["gender"])
+    name = "c3ae" + ("_gender" if gender else "") + ("_se" if se else "") + ("_white" if white else "") + \
+        ("_mirror" if mirror else "")
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -104,6 +113,7 @@ def describe(model: keras.Model) -> dict:
         "white": any(isinstance(layer, WhiteNorm) for layer in trunk_layers),
         "activation": "mish6" if any(isinstance(layer, Mish6) for layer in trunk_layers) else "relu",
         "neck": any(layer.name == "neck_dense" for layer in model.layers),
+        "mirror": any(isinstance(layer, MirrorStack) for layer in model.layers),
         "bins": bins, "interval": bin_interval(bins), "category": bins - 2,
         "outputs": outputs, "params": int(model.count_params()), "input": INPUT_CONTRACT,
     }
@@ -113,7 +123,20 @@ def build_from_description(description: dict) -> keras.Model:
     return build_c3ae(se=description["se"], white=description["white"], bins=description["bins"],
                       gender=description["variant"] == "age+gender",
                       activation=description["activation"],
-                      se_pooling=description["se_pooling"] or "avg", neck=description["neck"])
+                      se_pooling=description["se_pooling"] or "avg", neck=description["neck"],
+                      mirror=description.get("mirror", False))
+
+
+def with_mirror(model: keras.Model, mirror: bool = True) -> keras.Model:
+    """The same C3AE model (same weights) with or without mirror averaging built in."""
+    description = describe(model)
+    if description["mirror"] == mirror:
+        return model
+    clone = build_from_description({**description, "mirror": mirror})
+    for layer in clone.layers:
+        if layer.weights:
+            layer.set_weights(model.get_layer(layer.name).get_weights())
+    return clone
 
 
 def check_finite(model: keras.Model, where: str = "model") -> None:

@@ -35,6 +35,7 @@ class TrainConfig:
     activation: str = "relu"
     se_pooling: str = "avg"
     neck: bool = False
+    mirror: bool = False
     loss: str = "kl"
     weight_factor: float = 10.0            # alpha: weight of the W1 loss (age-only model)
     loss_weights: tuple = (1.0, 10.0, 30.0)  # age, W1, gender (age+gender model)
@@ -275,10 +276,18 @@ def train(cfg: TrainConfig, log=print) -> dict:
             log(f"resuming {last_path} after epoch {initial_epoch}")
         else:
             model = build_c3ae(se=cfg.se, white=cfg.white, bins=cfg.bins, gender=cfg.gender,
-                               activation=cfg.activation, se_pooling=cfg.se_pooling, neck=cfg.neck)
+                               activation=cfg.activation, se_pooling=cfg.se_pooling, neck=cfg.neck,
+                               mirror=cfg.mirror)
             if cfg.pretrain_path:
-                copied = transfer_weights(load_c3ae(cfg.pretrain_path), model)
+                parent = load_c3ae(cfg.pretrain_path)
+                copied = transfer_weights(parent, model)
                 log(f"started from {cfg.pretrain_path}: weights of {copied} layers copied")
+                theirs, ours = describe(parent), describe(model)
+                differ = [k for k in ("se", "se_pooling", "white", "activation", "neck", "bins") if theirs[k] != ours[k]]
+                if differ:
+                    log(f"note: {cfg.pretrain_path} differs from this model in "
+                        + ", ".join(f"{k} ({theirs[k]} there, {ours[k]} here)" for k in differ)
+                        + "; the layers that do not match start fresh")
             compile_model(model, cfg, split.train, steps)
             state = {"config": asdict(cfg), "model": describe(model), "train_faces": len(split.train),
                      "val_faces": len(split.val)}

@@ -145,6 +145,7 @@ def test_evaluation_cli_writes_metrics_and_plot(fixture, request, prepared_utk, 
 def test_mirror_evaluation_averages_over_the_crops_width_and_keeps_the_plain_one(trained_gender_model, prepared_utk,
                                                                                  capsys):
     from nets.evaluate import predict_rows
+    from nets.model import with_mirror
 
     plain = artifact(trained_gender_model, ".eval.json")
     before = plain.read_bytes() if plain.exists() else None
@@ -160,7 +161,7 @@ def test_mirror_evaluation_averages_over_the_crops_width_and_keeps_the_plain_one
     crops = face_crops(rows)
     by_hand = (model.predict(as_inputs(crops), verbose=0)["age"]
                + model.predict(as_inputs(np.flip(crops, axis=3)), verbose=0)["age"]) / 2
-    np.testing.assert_allclose(predict_rows(model, rows, mirror=True)["age"], by_hand, atol=1e-4)
+    np.testing.assert_allclose(predict_rows(with_mirror(model), rows)["age"], by_hand, atol=1e-4)
     assert not np.allclose(predict_rows(model, rows)["age"], by_hand, atol=1e-4)
 
 
@@ -334,6 +335,35 @@ def test_training_benchmark_prints_both_feeds_with_rates(tiny_utk, run_python):
             assert float(cells[0]) > 0, (name, cells)
 
 
+@pytest.mark.slow
+def test_fine_tuning_from_a_model_built_otherwise_says_what_differs(trained_gender_model, prepared_utk, tmp_path,
+                                                                    capsys):
+    code, _, said = run_trainer(["-p", trained_gender_model, "--dataset", prepared_utk, "-s", tmp_path / "o.keras",
+                                 "--epochs", "1", "--steps-per-epoch", "1", "-b", "8"], True, capsys)
+    assert code == 0, said
+    notes = [line for line in said if line.startswith("note: ") and "differs" in line]
+    assert len(notes) == 1 and "se (True there, False here)" in notes[0] and "white (True there, False here)" in notes[0]
+
+
+@pytest.mark.slow
+def test_model_benchmark_times_both_forms_of_the_shipped_model(run_python):
+    result = ok(run_python("nets/benchmark.py", "model", "--repeats", "3"), "benchmark.py model")
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:]
+            for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line}
+    timed = {name: float(cells[0]) for name, cells in rows.items() if name.startswith(("Keras", "TFLite"))}
+    assert len(timed) == 6 and all(t > 0 for t in timed.values()), result.stdout
+    assert sum("(this file)" in name for name in timed) == 2, result.stdout
+    assert {"detect (MTCNN)", "total (AgeEstimator.predict)"} <= set(rows), result.stdout
+
+
+@pytest.mark.parametrize("what, flag", [("train", "--dataset"), ("preprocess", "--input")])
+def test_benchmark_without_its_data_says_so_in_one_line(what, flag, run_python, messages, tmp_path):
+    result = run_python("nets/benchmark.py", what, flag, tmp_path / "nothing here")
+    assert result.returncode == 2, result.stderr
+    said = messages(result.stderr)
+    assert len(said) == 1 and said[0].startswith("error: ") and "nothing here" in said[0], said
+
+
 def test_fine_tuning_records_the_model_it_started_from(trained_gender_model, tiny_utk, run_python, tmp_path):
     from nets.train import all_epochs, training_stages
 
@@ -352,8 +382,26 @@ def test_fine_tuning_records_the_model_it_started_from(trained_gender_model, tin
     assert history[2]["val_age_mae"] == state["history"][0]["val_age_mae"]
 
 
-def test_mirror_without_test_exits_2_with_one_line(run_python, messages, tmp_path):
-    result = run_python("nets/C3AE.py", "--mirror", "-s", tmp_path / "m.keras")
-    assert result.returncode == 2
-    assert messages(result.stderr) == ["error: --mirror only applies to -test (the evaluation)"]
-    assert not list(tmp_path.iterdir())
+@pytest.mark.slow
+def test_fine_tuning_with_mirror_builds_it_into_the_model_file(trained_gender_model, prepared_utk, tmp_path,
+                                                                capsys):
+    from nets.model import with_mirror
+
+    out = tmp_path / "mirror.keras"
+    code, _, said = run_trainer(["--mirror", "-p", trained_gender_model, "--dataset", prepared_utk, "-s", out,
+                                 "--epochs", "1", "-lr", "1e-6", "-b", "16", "-se", "-white"], True, capsys)
+    assert code == 0, said
+    assert "weights of" in " ".join(said) and not any(line.startswith("note: ") and "differs" in line
+                                                      for line in said), said
+    model = load_c3ae(out)
+    assert describe(model)["mirror"] and read_json(artifact(out, ".state.json"))["model"]["mirror"]
+    assert describe(model)["params"] == describe(load_c3ae(trained_gender_model))["params"]
+    crops = face_crops(load_rows(prepared_utk, "utk").iloc[:4])
+    flipped = np.flip(crops, axis=3)
+    got, got_flipped = (model.predict(as_inputs(c), verbose=0) for c in (crops, flipped))
+    for key in ("age", "gender"):  # a face and its mirror image get the same answer
+        np.testing.assert_allclose(got[key], got_flipped[key], atol=1e-4)
+    plain = with_mirror(model, False)
+    assert not describe(plain)["mirror"]
+    by_hand = (plain.predict(as_inputs(crops), verbose=0)["age"] + plain.predict(as_inputs(flipped), verbose=0)["age"]) / 2
+    np.testing.assert_allclose(got["age"], by_hand, atol=1e-4)
