@@ -1,7 +1,7 @@
 """The trainer shared by nets/C3AE.py (age) and nets/C3AE_expand.py (age + gender).
 
 Files written beside the model path S = NAME.keras:
-  NAME.keras         best model by validation age MAE
+  NAME.keras         best model by validation age MAE (weights only: no optimizer state)
   NAME.last.keras    the last epoch, with optimizer state (for --resume)
   NAME.split.json    the train/validation split (keys of faces), reused by --resume and -test
   NAME.log.csv       one line per epoch;  NAME.curves.png  the training curves
@@ -96,7 +96,7 @@ def all_epochs(state: dict) -> tuple[list, list]:
     started (for the curves of a fine-tuned model)."""
     history, starts = [], []
     for k, stage in enumerate(training_stages(state)):
-        if k:
+        if k and stage.get("history"):
             starts.append(len(history) + 0.5)
         offset = len(history)
         history += [{**h, "epoch": offset + h["epoch"]} for h in stage.get("history", [])]
@@ -208,7 +208,7 @@ def _checkpoint_callback(cfg: TrainConfig, state: dict):
             improved = math.isfinite(val_mae) and val_mae < state.get("best_val_mae", np.inf)
             if improved:
                 state.update(best_val_mae=val_mae, best_epoch=epoch + 1)
-                _save(self.model, cfg.save_path)
+                _save(inference_copy(self.model), cfg.save_path)
             _save(self.model, artifact(cfg.save_path, ".last.keras"))
             state["epochs_done"] = epoch + 1
             state["history"] = state.get("history", []) + [
@@ -216,6 +216,15 @@ def _checkpoint_callback(cfg: TrainConfig, state: dict):
             _write_json(artifact(cfg.save_path, ".state.json"), state)
 
     return SafeCheckpoint()
+
+
+def inference_copy(model):
+    """The model without loss, metrics and optimizer state: a third of the file, loads the same."""
+    from nets.model import build_from_description, describe
+
+    clone = build_from_description(describe(model))
+    clone.set_weights(model.get_weights())
+    return clone
 
 
 def _save(model, path):
@@ -231,6 +240,23 @@ def _write_json(path, data):
     os.replace(tmp, path)
 
 
+def _write_untrained(model, cfg: TrainConfig, state: dict, split, log) -> dict:
+    """--epochs 0 -p PARENT: PARENT's weights in this build (e.g. with --mirror), validated and saved."""
+    from nets.data import SMOOTH_GENDER, make_dataset
+    from nets.plots import plot_curves
+
+    val_ds = make_dataset(split.val, cfg.batch_size, cfg.bins, cfg.gender, False,
+                          smooth=SMOOTH_GENDER if cfg.smooth_gender else 0.0)
+    logs = model.evaluate(val_ds, verbose=0, return_dict=True)
+    state.update(best_val_mae=float(logs["age_mae"]), best_epoch=0, epochs_done=0, history=[], seconds=0.0,
+                 validation_without_training={f"val_{k}": round(float(v), 5) for k, v in logs.items()})
+    _save(inference_copy(model), cfg.save_path)
+    _write_json(artifact(cfg.save_path, ".state.json"), state)
+    plot_curves(*all_epochs(state), artifact(cfg.save_path, ".curves.png"), gender=cfg.gender)
+    log(f"no training (--epochs 0): validation MAE {state['best_val_mae']:.3f}; written to {cfg.save_path}")
+    return state
+
+
 def train(cfg: TrainConfig, log=print) -> dict:
     """Train (or resume) a model; returns the state written to NAME.state.json."""
     import keras
@@ -239,6 +265,9 @@ def train(cfg: TrainConfig, log=print) -> dict:
     from nets.model import build_c3ae, describe, load_c3ae
     from nets.plots import plot_curves
 
+    if cfg.epochs < 0 or (cfg.epochs == 0 and not cfg.pretrain_path and not cfg.resume):
+        raise TrainingError("--epochs 0 trains nothing; it writes a -p model in another build (e.g. --mirror)"
+                            if cfg.epochs == 0 else f"--epochs must be 0 or more, not {cfg.epochs}")
     configure_devices(cfg.gpu, cfg.cpu_devices, cfg.fp16)
     keras.utils.set_random_seed(cfg.seed)
     strategy = make_strategy(cfg.strategy)
@@ -293,6 +322,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
                      "val_faces": len(split.val)}
             if cfg.pretrain_path:
                 state["pretrained_from"] = pretrain_record(cfg.pretrain_path)
+    if cfg.epochs == 0 and not cfg.resume:
+        return _write_untrained(model, cfg, state, split, log)
     if initial_epoch >= cfg.epochs:
         log(f"already trained for {initial_epoch} epochs (--epochs {cfg.epochs}); nothing to do")
         return state

@@ -33,6 +33,7 @@ def test_files_match_their_card_and_load_finite(card_path):
         assert hashlib.sha256(data).hexdigest() == entry["sha256"], f"{name} differs from its card"
     model = load_c3ae(MODEL_DIR / card["model"])  # raises on non-finite weights
     assert describe(model)["params"] == card["description"]["params"] < 100_000
+    assert describe(model)["mirror"] == card["description"].get("mirror", False)
     for name in card["files"]:
         if name.endswith(".tflite"):
             lite = TFLiteModel(MODEL_DIR / name)
@@ -83,3 +84,23 @@ def test_default_model_on_tight_crops_and_whole_photos(tmp_path, utk_dir, astron
     found = {rec["file"].rsplit("/", 1)[-1] for rec in records}
     assert found == set(names) | {"astronaut.jpg"}
     assert all(rec["gender"] in ("F", "M") and 0 <= rec["age"] <= 120 for rec in records)
+
+
+@pytest.mark.parametrize("card_path", CARDS, ids=lambda p: p.name)
+def test_mirror_models_answer_a_face_and_its_mirror_image_alike_in_keras_and_tflite(card_path):
+    from nets.data import as_inputs
+    from nets.export import parity_crops
+    from nets.model import load_c3ae
+    from nets.tflite import TFLiteModel
+
+    card = json.loads(card_path.read_text())
+    if not card["description"].get("mirror"):
+        pytest.skip("a single-pass model")
+    crops = parity_crops()
+    flipped = np.flip(crops, axis=3)
+    model = load_c3ae(MODEL_DIR / card["model"])
+    lite = TFLiteModel(MODEL_DIR / card["model"].replace(".keras", ".float32.tflite"))
+    for run in (lambda c: model.predict(as_inputs(c), verbose=0), lite.predict_crops):
+        got, got_flipped = run(crops), run(flipped)
+        np.testing.assert_allclose(got["age"], got_flipped["age"], atol=1e-3)
+        assert np.ptp(got["age"]) > 1  # and different faces still get different ages

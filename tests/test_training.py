@@ -336,6 +336,39 @@ def test_training_benchmark_prints_both_feeds_with_rates(tiny_utk, run_python):
 
 
 @pytest.mark.slow
+def test_zero_epochs_writes_the_parent_in_mirror_form_with_its_validation(trained_gender_model, prepared_utk,
+                                                                           tmp_path, capsys):
+    from nets.evaluate import predict_rows
+    from nets.model import with_mirror
+
+    out = tmp_path / "converted.keras"
+    code, _, said = run_trainer(["--mirror", "--epochs", "0", "-p", trained_gender_model, "--dataset", prepared_utk,
+                                 "-s", out, "-se", "-white"], True, capsys)
+    assert code == 0, said
+    assert any(line.startswith("no training (--epochs 0): validation MAE") for line in said), said
+    state = read_json(artifact(out, ".state.json"))
+    assert state["epochs_done"] == 0 and state["pretrained_from"]["path"] == str(trained_gender_model)
+    parent, converted = load_c3ae(trained_gender_model), load_c3ae(out)
+    assert describe(converted)["mirror"] and not describe(parent)["mirror"]
+    for ours, theirs in zip(with_mirror(converted, False).weights, parent.weights):
+        np.testing.assert_array_equal(ours, theirs)
+    split = make_or_load_split(prepared_rows(prepared_utk, True), artifact(out, ".split.json"), 0.2, 2019)
+    mae = np.abs(predict_rows(with_mirror(parent), split.val)["age"].ravel() - split.val["age"].to_numpy()).mean()
+    assert state["best_val_mae"] == pytest.approx(mae, abs=1e-3)
+    # no optimizer state in it, unlike NAME.last.keras
+    assert out.stat().st_size < artifact(trained_gender_model, ".last.keras").stat().st_size / 1.5
+
+
+def test_zero_epochs_without_a_model_to_start_from_exits_2(run_python, messages, tmp_path):
+    result = run_python("nets/C3AE.py", "--epochs", "0", "--mirror", "-s", tmp_path / "m.keras",
+                        "--dataset", tmp_path / "nothing")
+    assert result.returncode == 2
+    said = messages(result.stderr)
+    assert len(said) == 1 and said[0].startswith("error: --epochs 0") and "-p" in said[0], said
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
 def test_fine_tuning_from_a_model_built_otherwise_says_what_differs(trained_gender_model, prepared_utk, tmp_path,
                                                                     capsys):
     code, _, said = run_trainer(["-p", trained_gender_model, "--dataset", prepared_utk, "-s", tmp_path / "o.keras",
