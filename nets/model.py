@@ -127,16 +127,19 @@ def build_from_description(description: dict) -> keras.Model:
                       mirror=description.get("mirror", False))
 
 
-def with_mirror(model: keras.Model, mirror: bool = True) -> keras.Model:
-    """The same C3AE model (same weights) with or without mirror averaging built in."""
-    description = describe(model)
-    if description["mirror"] == mirror:
-        return model
-    clone = build_from_description({**description, "mirror": mirror})
+def rebuild(model: keras.Model, **changes) -> keras.Model:
+    """A fresh C3AE model with the weights of `model` (as float32) and its description changed by
+    `changes` (e.g. mirror=True): no loss, metrics or optimizer state; the dtype policy in force."""
+    clone = build_from_description({**describe(model), **changes})
     for layer in clone.layers:
         if layer.weights:
-            layer.set_weights(model.get_layer(layer.name).get_weights())
+            layer.set_weights([np.asarray(w, np.float32) for w in model.get_layer(layer.name).get_weights()])
     return clone
+
+
+def with_mirror(model: keras.Model, mirror: bool = True) -> keras.Model:
+    """The same C3AE model (same weights) with or without mirror averaging built in."""
+    return model if describe(model)["mirror"] == mirror else rebuild(model, mirror=mirror)
 
 
 def check_finite(model: keras.Model, where: str = "model") -> None:
@@ -166,6 +169,4 @@ def as_float32(model: keras.Model) -> keras.Model:
     """The same model with float32 computation (for export and inference after -fp16 training)."""
     if all(layer.dtype_policy.name == "float32" for layer in model.layers):
         return model
-    clone = build_from_description(describe(model))
-    clone.set_weights([np.asarray(keras.ops.convert_to_numpy(w), np.float32) for w in model.weights])
-    return clone
+    return rebuild(model)

@@ -179,7 +179,7 @@ def compile_model(model, cfg: TrainConfig, train_rows, steps_per_epoch: int):
 def _checkpoint_callback(cfg: TrainConfig, state: dict):
     import keras
 
-    from nets.model import ModelFileError, check_finite
+    from nets.model import ModelFileError, check_finite, rebuild
 
     class SafeCheckpoint(keras.callbacks.Callback):
         """Saves best and last models, never a non-finite one, and stops on a NaN loss."""
@@ -208,7 +208,7 @@ def _checkpoint_callback(cfg: TrainConfig, state: dict):
             improved = math.isfinite(val_mae) and val_mae < state.get("best_val_mae", np.inf)
             if improved:
                 state.update(best_val_mae=val_mae, best_epoch=epoch + 1)
-                _save(inference_copy(self.model), cfg.save_path)
+                _save(rebuild(self.model), cfg.save_path)  # weights only
             _save(self.model, artifact(cfg.save_path, ".last.keras"))
             state["epochs_done"] = epoch + 1
             state["history"] = state.get("history", []) + [
@@ -216,15 +216,6 @@ def _checkpoint_callback(cfg: TrainConfig, state: dict):
             _write_json(artifact(cfg.save_path, ".state.json"), state)
 
     return SafeCheckpoint()
-
-
-def inference_copy(model):
-    """The model without loss, metrics and optimizer state: a third of the file, loads the same."""
-    from nets.model import build_from_description, describe
-
-    clone = build_from_description(describe(model))
-    clone.set_weights(model.get_weights())
-    return clone
 
 
 def _save(model, path):
@@ -240,17 +231,15 @@ def _write_json(path, data):
     os.replace(tmp, path)
 
 
-def _write_untrained(model, cfg: TrainConfig, state: dict, split, log) -> dict:
+def _write_untrained(model, cfg: TrainConfig, state: dict, val_ds, log) -> dict:
     """--epochs 0 -p PARENT: PARENT's weights in this build (e.g. with --mirror), validated and saved."""
-    from nets.data import SMOOTH_GENDER, make_dataset
+    from nets.model import rebuild
     from nets.plots import plot_curves
 
-    val_ds = make_dataset(split.val, cfg.batch_size, cfg.bins, cfg.gender, False,
-                          smooth=SMOOTH_GENDER if cfg.smooth_gender else 0.0)
     logs = model.evaluate(val_ds, verbose=0, return_dict=True)
     state.update(best_val_mae=float(logs["age_mae"]), best_epoch=0, epochs_done=0, history=[], seconds=0.0,
                  validation_without_training={f"val_{k}": round(float(v), 5) for k, v in logs.items()})
-    _save(inference_copy(model), cfg.save_path)
+    _save(rebuild(model), cfg.save_path)
     _write_json(artifact(cfg.save_path, ".state.json"), state)
     plot_curves(*all_epochs(state), artifact(cfg.save_path, ".curves.png"), gender=cfg.gender)
     log(f"no training (--epochs 0): validation MAE {state['best_val_mae']:.3f}; written to {cfg.save_path}")
@@ -322,20 +311,20 @@ def train(cfg: TrainConfig, log=print) -> dict:
                      "val_faces": len(split.val)}
             if cfg.pretrain_path:
                 state["pretrained_from"] = pretrain_record(cfg.pretrain_path)
+    smooth = SMOOTH_GENDER if cfg.smooth_gender else 0.0
+    val_ds = make_dataset(split.val, cfg.batch_size, cfg.bins, cfg.gender, False, smooth=smooth,
+                          drop_remainder=replicas > 1)
     if cfg.epochs == 0 and not cfg.resume:
-        return _write_untrained(model, cfg, state, split, log)
+        return _write_untrained(model, cfg, state, val_ds, log)
     if initial_epoch >= cfg.epochs:
         log(f"already trained for {initial_epoch} epochs (--epochs {cfg.epochs}); nothing to do")
         return state
 
     augment = AugmentConfig(erase_prob=cfg.erase) if cfg.augment else None
-    smooth = SMOOTH_GENDER if cfg.smooth_gender else 0.0
     train_ds = make_dataset(split.train, cfg.batch_size, cfg.bins, cfg.gender, True, augment, cfg.seed, smooth,
                             drop_remainder=replicas > 1)
     if cfg.steps_per_epoch:
         train_ds = train_ds.repeat()
-    val_ds = make_dataset(split.val, cfg.batch_size, cfg.bins, cfg.gender, False, smooth=smooth,
-                          drop_remainder=replicas > 1)
     checkpoint = _checkpoint_callback(cfg, state)
     callbacks = [checkpoint, keras.callbacks.CSVLogger(str(artifact(save_path, ".log.csv")),
                                                        append=cfg.resume)]
