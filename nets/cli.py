@@ -43,6 +43,8 @@ def build_parser(description: str, gender: bool) -> argparse.ArgumentParser:
                    help="split the CPU into N logical devices (to use --strategy mirrored without GPUs)")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument("--cosine-lr", action="store_true", help="cosine learning-rate decay from lr to lr/100")
+    p.add_argument("--ema", action="store_true",
+                   help="keep a moving average of the weights (momentum 0.99); validation and the best model use it")
     p.add_argument("--steps-per-epoch", type=int, default=None, help="fixed steps per epoch (quick runs)")
     if gender:
         p.add_argument("--loss-weights", type=float, nargs=3, default=[1.0, 10.0, 30.0],
@@ -68,7 +70,7 @@ def config_from_args(args, gender: bool):
         dataset=args.dataset, source=args.source, save_path=args.save_path, pretrain_path=args.pretrain_path,
         gender=gender, se=args.se, white=args.white, category=args.category, loss=args.loss,
         weight_factor=args.weight_factor, batch_size=args.batch_size, epochs=args.epochs, lr=args.lr,
-        cosine_lr=args.cosine_lr, erase=args.erase, augment=not args.no_augment, seed=args.seed,
+        cosine_lr=args.cosine_lr, ema=args.ema, erase=args.erase, augment=not args.no_augment, seed=args.seed,
         val_split=args.val_split, resume=args.resume, fp16=args.fp16, strategy=args.strategy,
         cpu_devices=args.cpu_devices, gpu=args.gpu, steps_per_epoch=args.steps_per_epoch, mirror=args.mirror,
         **extra)

@@ -44,6 +44,7 @@ class TrainConfig:
     epochs: int = 250
     lr: float = 0.002
     cosine_lr: bool = False
+    ema: bool = False                      # validate and keep the best model with averaged weights
     erase: float = 0.2
     augment: bool = True
     seed: int = 2019
@@ -173,13 +174,41 @@ def compile_model(model, cfg: TrainConfig, train_rows, steps_per_epoch: int):
     metrics = {"age": [keras.metrics.MeanAbsoluteError(name="mae")]}
     if cfg.gender:
         metrics["gender"] = [keras.metrics.CategoricalAccuracy(name="accuracy")]
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss=losses, loss_weights=weights, metrics=metrics)
+    optimizer = keras.optimizers.Adam(lr, use_ema=cfg.ema, ema_momentum=EMA_MOMENTUM)
+    model.compile(optimizer=optimizer, loss=losses, loss_weights=weights, metrics=metrics)
+
+
+EMA_MOMENTUM = 0.99  # about the last 100 steps
+
+
+def ema_optimizer(model):
+    """The optimizer of a compiled model if it keeps moving averages of the weights (--ema), else None."""
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)  # -fp16 wraps it for loss scaling
+    return optimizer if getattr(optimizer, "use_ema", False) else None
+
+
+def averaged_copy(model):
+    """A weights-only copy of a model being trained; with --ema its trainable weights are the
+    optimizer's moving averages (what validation saw), its batch-norm statistics the model's own."""
+    import keras
+
+    from nets.model import rebuild
+
+    copy = rebuild(model)
+    optimizer = ema_optimizer(model)
+    if optimizer is not None:
+        averages = {v.path: a for v, a in zip(optimizer._trainable_variables,
+                                              optimizer._model_variables_moving_average)}
+        for weight in copy.weights:
+            if weight.path in averages:
+                weight.assign(keras.ops.cast(averages[weight.path], "float32"))
+    return copy
 
 
 def _checkpoint_callback(cfg: TrainConfig, state: dict):
     import keras
 
-    from nets.model import ModelFileError, check_finite, rebuild
+    from nets.model import ModelFileError, check_finite
 
     class SafeCheckpoint(keras.callbacks.Callback):
         """Saves best and last models, never a non-finite one, and stops on a NaN loss."""
@@ -208,7 +237,7 @@ def _checkpoint_callback(cfg: TrainConfig, state: dict):
             improved = math.isfinite(val_mae) and val_mae < state.get("best_val_mae", np.inf)
             if improved:
                 state.update(best_val_mae=val_mae, best_epoch=epoch + 1)
-                _save(rebuild(self.model), cfg.save_path)  # weights only
+                _save(averaged_copy(self.model), cfg.save_path)  # weights only
             _save(self.model, artifact(cfg.save_path, ".last.keras"))
             state["epochs_done"] = epoch + 1
             state["history"] = state.get("history", []) + [
@@ -326,7 +355,10 @@ def train(cfg: TrainConfig, log=print) -> dict:
     if cfg.steps_per_epoch:
         train_ds = train_ds.repeat()
     checkpoint = _checkpoint_callback(cfg, state)
-    callbacks = [checkpoint, keras.callbacks.CSVLogger(str(artifact(save_path, ".log.csv")),
+    if cfg.resume and cfg.ema != (ema_optimizer(model) is not None):
+        log(f"note: --ema is {'on' if ema_optimizer(model) else 'off'} as in the run being resumed")
+    callbacks = [keras.callbacks.SwapEMAWeights()] if ema_optimizer(model) else []  # validate the averages
+    callbacks += [checkpoint, keras.callbacks.CSVLogger(str(artifact(save_path, ".log.csv")),
                                                        append=cfg.resume)]
     log(f"training {describe(model)['params']} parameters on {len(split.train)} faces, "
         f"validating on {len(split.val)}, {cfg.epochs - initial_epoch} epochs of {steps} steps")

@@ -446,3 +446,27 @@ def test_fine_tuning_with_mirror_builds_it_into_the_model_file(trained_gender_mo
     assert not describe(plain)["mirror"]
     by_hand = (plain.predict(as_inputs(crops), verbose=0)["age"] + plain.predict(as_inputs(flipped), verbose=0)["age"]) / 2
     np.testing.assert_allclose(got["age"], by_hand, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_ema_validates_and_saves_the_averaged_weights(prepared_utk, tmp_path, capsys):
+    import keras
+
+    from nets.evaluate import evaluate_model
+
+    out = tmp_path / "ema.keras"
+    code, _, said = run_trainer(["--ema", "--dataset", prepared_utk, "-s", out, "--epochs", "1", "-b", "16",
+                                 "-se", "-white"], False, capsys)
+    assert code == 0, said
+    state = read_json(artifact(out, ".state.json"))
+    assert state["config"]["ema"] is True and state["best_epoch"] == 1
+    last = keras.models.load_model(artifact(out, ".last.keras"))  # raw weights, averages in the optimizer
+    assert last.optimizer.use_ema
+    best = load_c3ae(out)
+    differ = [w.path for w, v in zip(best.trainable_weights, last.trainable_weights)
+              if not np.allclose(np.asarray(w), np.asarray(v))]
+    assert differ, "the best model should hold the averaged weights, not the last step's"
+    val = make_or_load_split(load_rows(prepared_utk, "utk"), artifact(out, ".split.json"), 0.2, 2019).val
+    logged = float(read_log(out)[0]["val_age_mae"])
+    assert evaluate_model(best, val)["mae"] == pytest.approx(logged, abs=1e-3)  # what validation saw
+    assert evaluate_model(as_float32(last), val)["mae"] != pytest.approx(logged, abs=1e-3)
