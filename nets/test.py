@@ -114,12 +114,20 @@ def run_folder(estimator, args) -> int:
         counts["faces"] += len(predictions)
         report(path, predictions, args.json)
         if out_dir:
-            target = out_dir / path.relative_to(root).with_suffix(".jpg")
+            target = out_dir / path.relative_to(root)  # same name and format, so a.png and a.jpg stay apart
+            if not cv2.haveImageWriter(str(target)):
+                target = target.with_name(target.name + ".jpg")
             target.parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(target), draw_predictions(image, predictions))
+            if cv2.imwrite(str(target), draw_predictions(image, predictions)):
+                counts["written"] += 1
+            else:
+                say(f"{path}: could not write {target}")
+                counts["not written"] += 1
     reasons = ", ".join(f"{n} {reason}" for reason, n in skipped.most_common()) or "none"
-    say(f"{len(files)} files: {counts['images']} images, {counts['faces']} faces; skipped: {reasons}")
-    return 0
+    written = f"; {counts['written']} annotated copies in {out_dir}" if out_dir else ""
+    failed = f", {counts['not written']} could not be written" if counts["not written"] else ""
+    say(f"{len(files)} files: {counts['images']} images, {counts['faces']} faces; skipped: {reasons}{written}{failed}")
+    return 1 if counts["not written"] else 0
 
 
 def run_video(estimator, args) -> int:
@@ -145,6 +153,7 @@ def run_video(estimator, args) -> int:
             annotated = draw_predictions(frame, predictions)
             if args.output:
                 if writer is None:
+                    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
                     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
                     writer = cv2.VideoWriter(args.output, cv2.VideoWriter_fourcc(*"mp4v"), fps,
                                              (frame.shape[1], frame.shape[0]))
@@ -160,6 +169,9 @@ def run_video(estimator, args) -> int:
         capture.release()
         if writer is not None:
             writer.release()
+    if frames == 0 and isinstance(source, str):
+        say(f"error: {source} gave no frames (not a video OpenCV can decode?)")
+        return 1
     seconds = max(time.time() - started, 1e-9)
     say(f"{frames} frames, {faces} faces, {frames / seconds:.1f} frames per second"
         + (f"; annotated video written to {args.output}" if writer is not None else ""))

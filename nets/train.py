@@ -14,7 +14,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -140,12 +140,16 @@ def make_strategy(name: str):
 
 
 def transfer_weights(source, target) -> int:
-    """Copy weights layer by layer where names and shapes agree; returns how many layers."""
+    """Copy weights layer by layer where names and shapes agree, inside nested models (the trunk)
+    too; returns how many layers were copied."""
     copied = 0
     for layer in target.layers:
         try:
             other = source.get_layer(layer.name)
         except ValueError:
+            continue
+        if hasattr(layer, "layers") and hasattr(other, "layers"):
+            copied += transfer_weights(other, layer)
             continue
         theirs, ours = other.get_weights(), layer.get_weights()
         if ours and len(theirs) == len(ours) and all(a.shape == b.shape for a, b in zip(theirs, ours)):
@@ -199,9 +203,11 @@ def averaged_copy(model):
     if optimizer is not None:
         averages = {v.path: a for v, a in zip(optimizer._trainable_variables,
                                               optimizer._model_variables_moving_average)}
-        for weight in copy.weights:
-            if weight.path in averages:
-                weight.assign(keras.ops.cast(averages[weight.path], "float32"))
+        missing = [w.path for w in copy.trainable_weights if w.path not in averages]
+        if missing:  # the saved model would not be the one validation measured
+            raise TrainingError(f"no moving average for {', '.join(missing[:3])}; cannot save the --ema model")
+        for weight in copy.trainable_weights:
+            weight.assign(keras.ops.cast(averages[weight.path], "float32"))
     return copy
 
 
@@ -286,6 +292,9 @@ def train(cfg: TrainConfig, log=print) -> dict:
     if cfg.epochs < 0 or (cfg.epochs == 0 and not cfg.pretrain_path and not cfg.resume):
         raise TrainingError("--epochs 0 trains nothing; it writes a -p model in another build (e.g. --mirror)"
                             if cfg.epochs == 0 else f"--epochs must be 0 or more, not {cfg.epochs}")
+    if cfg.epochs == 0 and cfg.ema:
+        log("note: --ema does nothing without training (--epochs 0); not recorded")
+        cfg = replace(cfg, ema=False)
     configure_devices(cfg.gpu, cfg.cpu_devices, cfg.fp16)
     keras.utils.set_random_seed(cfg.seed)
     strategy = make_strategy(cfg.strategy)

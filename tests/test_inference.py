@@ -117,20 +117,28 @@ def test_cli_folder_reports_faces_and_a_summary_of_skips(trained_gender_model, r
     (folder / "notes.txt").write_text("not an image\n")
     (folder / "x.jpg").write_bytes(b"")
     cv2.imwrite(str(folder / "gray.png"), np.full((240, 320, 3), 128, np.uint8))
+    cv2.imwrite(str(folder / "astronaut.png"), load_image(astronaut_path))  # same stem as astronaut.jpg
+    out = tmp_path / "annotated"
 
-    result = run_python("nets/test.py", "-m", trained_gender_model, "--dir", folder, "--json", "--no-show")
+    result = run_python("nets/test.py", "-m", trained_gender_model, "--dir", folder, "--json", "--no-show",
+                        "-o", out)
     assert result.returncode == 0, result.stderr[-3000:]
     faces = json_lines(result.stdout)
-    assert len(faces) == 2, result.stdout
-    assert sorted(face["file"] for face in faces) == sorted([str(folder / "astronaut.jpg"),
+    assert len(faces) == 3, result.stdout
+    assert sorted(face["file"] for face in faces) == sorted([str(folder / "astronaut.jpg"), str(folder / "astronaut.png"),
                                                              str(folder / "sub" / "utk.jpg")])
     assert all(face["gender"] in ("F", "M") for face in faces)
     said = messages(result.stderr)
     assert any("gray.png" in m and "no face found" in m for m in said), said
     summary = said[-1]
-    assert summary.startswith("5 files: 3 images, 2 faces; skipped:"), summary
+    assert summary.startswith("6 files: 4 images, 3 faces; skipped:"), summary
     for reason in ("1 empty file (0 bytes)", "1 not a readable image", "1 no face found"):
         assert reason in summary, summary
+    assert summary.endswith(f"3 annotated copies in {out}"), summary
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == ["astronaut.jpg", "astronaut.png", "sub/utk.jpg"]
+    for name in written:
+        assert load_image(out / name).shape == load_image(folder / name).shape
 
 
 # --- .keras and .tflite through the API --------------------------------------------------------------

@@ -380,11 +380,18 @@ def test_zero_epochs_without_a_model_to_start_from_exits_2(run_python, messages,
 @pytest.mark.slow
 def test_fine_tuning_from_a_model_built_otherwise_says_what_differs(trained_gender_model, prepared_utk, tmp_path,
                                                                     capsys):
-    code, _, said = run_trainer(["-p", trained_gender_model, "--dataset", prepared_utk, "-s", tmp_path / "o.keras",
-                                 "--epochs", "1", "--steps-per-epoch", "1", "-b", "8"], True, capsys)
+    out = tmp_path / "o.keras"
+    code, _, said = run_trainer(["-p", trained_gender_model, "--dataset", prepared_utk, "-s", out,
+                                 "--epochs", "0", "-b", "8"], True, capsys)
     assert code == 0, said
     notes = [line for line in said if line.startswith("note: ") and "differs" in line]
     assert len(notes) == 1 and "se (True there, False here)" in notes[0] and "white (True there, False here)" in notes[0]
+    # the trunk's convolutions and batch norms fit either way and are carried over; only SE starts fresh
+    assert any("weights of 12 layers copied" in line for line in said), said
+    parent, child = (load_c3ae(p).get_layer("trunk") for p in (trained_gender_model, out))
+    for name in ("conv1", "conv3", "conv5", "bn2", "bn4"):
+        for theirs, ours in zip(parent.get_layer(name).get_weights(), child.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(theirs, ours, err_msg=name)
 
 
 @pytest.mark.slow
