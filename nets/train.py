@@ -329,6 +329,11 @@ def train(cfg: TrainConfig, log=print) -> dict:
             state = json.loads(state_path.read_text())
             model = keras.models.load_model(last_path)  # compiled, with the optimizer state
             initial_epoch = int(state["epochs_done"])
+            iterations = int(model.optimizer.iterations)
+            if iterations % steps == 0 and iterations // steps != initial_epoch:  # stopped between the saves
+                log(f"note: {last_path} holds {iterations // steps} epochs, {state_path} says {initial_epoch}; "
+                    f"the model file counts")
+                initial_epoch = state["epochs_done"] = iterations // steps
             log(f"resuming {last_path} after epoch {initial_epoch}")
         else:
             model = build_c3ae(se=cfg.se, white=cfg.white, bins=cfg.bins, gender=cfg.gender,

@@ -248,6 +248,24 @@ def test_resume_continues_at_epoch_3_with_the_optimizer_state(trained_age_model,
     assert len(read_log(trained_age_model)) == 2  # the original run is untouched
 
 
+@pytest.mark.slow
+def test_resume_trusts_the_last_model_over_a_state_file_one_epoch_behind(trained_age_model, prepared_utk,
+                                                                         run_python, tmp_path):
+    folder = tmp_path / "interrupted"
+    shutil.copytree(trained_age_model.parent, folder)
+    model_path = folder / trained_age_model.name
+    state_path = artifact(model_path, ".state.json")
+    state = read_json(state_path)
+    state["epochs_done"], state["history"] = 1, state["history"][:1]  # as if stopped after saving .last.keras
+    state_path.write_text(json.dumps(state))
+
+    result = ok(run_python("nets/C3AE.py", "--dataset", prepared_utk, "--source", "utk", "-se", "-white",
+                           "--epochs", "3", "--resume", "-s", model_path), "--resume")
+    assert "holds 2 epochs" in result.stderr and "resuming" in result.stderr
+    state = read_json(state_path)
+    assert state["epochs_done"] == 3 and [h["epoch"] for h in state["history"]] == [1, 3]
+
+
 # --- -fp16, --strategy mirrored --------------------------------------------------------------------
 
 QUICK = ("--source", "utk", "--epochs", "1", "--steps-per-epoch", "2")
