@@ -158,6 +158,9 @@ def transfer_weights(source, target) -> int:
     return copied
 
 
+EMA_MOMENTUM = 0.99  # about the last 100 steps
+
+
 def compile_model(model, cfg: TrainConfig, train_rows, steps_per_epoch: int):
     import keras
 
@@ -180,9 +183,6 @@ def compile_model(model, cfg: TrainConfig, train_rows, steps_per_epoch: int):
         metrics["gender"] = [keras.metrics.CategoricalAccuracy(name="accuracy")]
     optimizer = keras.optimizers.Adam(lr, use_ema=cfg.ema, ema_momentum=EMA_MOMENTUM)
     model.compile(optimizer=optimizer, loss=losses, loss_weights=weights, metrics=metrics)
-
-
-EMA_MOMENTUM = 0.99  # about the last 100 steps
 
 
 def ema_optimizer(model):
@@ -369,9 +369,10 @@ def train(cfg: TrainConfig, log=print) -> dict:
     if cfg.steps_per_epoch:
         train_ds = train_ds.repeat()
     checkpoint = _checkpoint_callback(cfg, state)
-    if cfg.resume and cfg.ema != (ema_optimizer(model) is not None):
-        log(f"note: --ema is {'on' if ema_optimizer(model) else 'off'} as in the run being resumed")
-    callbacks = [keras.callbacks.SwapEMAWeights()] if ema_optimizer(model) else []  # validate the averages
+    ema = ema_optimizer(model) is not None  # on resume: as the run being resumed was compiled
+    if cfg.resume and cfg.ema != ema:
+        log(f"note: --ema is {'on' if ema else 'off'} as in the run being resumed")
+    callbacks = [keras.callbacks.SwapEMAWeights()] if ema else []  # validate the averages
     callbacks += [checkpoint, keras.callbacks.CSVLogger(str(artifact(save_path, ".log.csv")),
                                                        append=cfg.resume)]
     log(f"training {describe(model)['params']} parameters on {len(split.train)} faces, "

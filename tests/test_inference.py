@@ -159,9 +159,23 @@ def test_keras_and_tflite_files_give_the_same_answer(frozen_gender_model, detect
 
 # --- THE consistency test: a face prepared for training and the same image seen by the API -----------
 
+@pytest.fixture(scope="module")
+def three_faces(prepared_rows, utk_dir, detector) -> list:
+    """(feather row from dataset_proc.py, original image, prepare_faces of it here) for the first, middle
+    and last prepared face."""
+    n, out = len(prepared_rows), []
+    for i in (0, n // 2, n - 1):
+        row = prepared_rows.iloc[[i]].reset_index(drop=True)
+        image = load_image(utk_dir / row["source_file"].iloc[0])
+        faces = prepare_faces(image, detector)
+        assert faces, row["source_file"].iloc[0]
+        out.append((row, image, faces))
+    return out
+
+
 @pytest.mark.slow
-def test_training_rows_and_api_give_identical_crops_and_predictions(trained_gender_model, prepared_rows, utk_dir,
-                                                                    detector, tmp_path):
+def test_training_rows_and_api_give_identical_crops_and_predictions(trained_gender_model, three_faces, detector,
+                                                                    tmp_path):
     """The row that data preparation makes of a face (face_to_row, a feather chunk, read back as training
     reads it) gives exactly the API's crops and predictions. The rows are made in this process: the
     detector's float rounding depends on TensorFlow's thread count (next test)."""
@@ -169,13 +183,9 @@ def test_training_rows_and_api_give_identical_crops_and_predictions(trained_gend
 
     estimator = AgeEstimator(trained_gender_model, detector=detector)
     model = as_float32(load_c3ae(trained_gender_model))
-    n = len(prepared_rows)
-    for i in (0, n // 2, n - 1):
-        name, age, gender = prepared_rows[["source_file", "age", "gender"]].iloc[i]
-        image = load_image(utk_dir / name)
-        faces = prepare_faces(image, detector)
-        assert faces, name
-        folder = tmp_path / f"row{i}"
+    for k, (prepared, image, faces) in enumerate(three_faces):
+        name, age, gender = prepared[["source_file", "age", "gender"]].iloc[0]
+        folder = tmp_path / f"row{k}"
         folder.mkdir()
         rows_to_frame([face_to_row(faces[0], name, age, gender, len(faces))]).to_feather(folder / "utk_0.feather")
         row = load_rows(folder, "utk")
@@ -195,20 +205,15 @@ def test_training_rows_and_api_give_identical_crops_and_predictions(trained_gend
 
 
 @pytest.mark.slow
-def test_rows_from_dataset_proc_workers_match_the_api_to_float_rounding(trained_gender_model, prepared_rows,
-                                                                         utk_dir, detector):
+def test_rows_from_dataset_proc_workers_match_the_api_to_float_rounding(trained_gender_model, three_faces,
+                                                                         detector):
     """dataset_proc.py's worker processes run TensorFlow on one thread each, this process on several, so
     MTCNN's boxes and landmarks may differ in the last float digits; the chips and crops then differ by a
     grey level or two in a few pixels, and the predicted age by far less than a year."""
     estimator = AgeEstimator(trained_gender_model, detector=detector)
     model = as_float32(load_c3ae(trained_gender_model))
-    n = len(prepared_rows)
-    for i in (0, n // 2, n - 1):
-        row = prepared_rows.iloc[[i]].reset_index(drop=True)
+    for row, image, faces in three_faces:
         name = row["source_file"].iloc[0]
-        image = load_image(utk_dir / name)
-        faces = prepare_faces(image, detector)
-        assert faces, name
         np.testing.assert_allclose(faces[0].box, row[["src_x1", "src_y1", "src_x2", "src_y2"]].to_numpy()[0],
                                    atol=1e-3, err_msg=name)
         difference = np.abs(faces[0].crops().astype(int) - face_crops(row)[0].astype(int))
