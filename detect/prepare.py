@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from detect.align import align_face, transform_box, transform_points
-from detect.detector import Detection, FaceDetector, to_three_channels
+from detect.detector import Detection, FaceDetector, as_bgr
 from detect.pose import head_pose
 from detect.triple_box import crop_triple, triple_boxes
 
@@ -31,6 +31,8 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         raise ImageReadError(f"{path}: no such file")
     if os.path.isdir(path):
         raise ImageReadError(f"{path}: is a folder, not an image")
+    if not os.path.isfile(path):  # a pipe or a device would block or never end
+        raise ImageReadError(f"{path}: not a regular file")
     if os.path.getsize(path) == 0:
         raise ImageReadError(f"{path}: empty file (0 bytes)")
     data = np.fromfile(path, dtype=np.uint8)
@@ -88,13 +90,12 @@ def prepare_faces(image: np.ndarray, detector: FaceDetector, color: str = "bgr",
                   max_faces: int | None = None) -> list[PreparedFace]:
     """Detect every face in an image and prepare it; largest faces first.
 
-    image: uint8 BGR (default) or RGB as `color` says; grayscale and 4-channel are converted.
-    The chip is always BGR, as the model was trained on BGR pixels.
+    image: BGR (default) or RGB as `color` says; grayscale, 4-channel, float 0..1 and 16-bit
+    images are converted (detect.detector.as_uint8). The chip is always BGR, as the model was
+    trained on BGR pixels.
     """
-    image = to_three_channels(np.asarray(image))
-    detections = detector.detect(image, color=color)
+    bgr = as_bgr(image, color)
+    detections = detector.detect(bgr)
     if max_faces is not None:
         detections = detections[:max_faces]
-    bgr = image[:, :, ::-1] if color == "rgb" else image
-    bgr = np.ascontiguousarray(bgr)
     return [prepare_detection(bgr, det) for det in detections]

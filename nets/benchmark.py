@@ -1,9 +1,12 @@
 #!/usr/bin/env python
 """Speed of C3AE on this machine, printed as tables (medians over repeats; ratios within one run).
 
-  python nets/benchmark.py model   --model model/c3ae_utk_age_gender.keras
+  python nets/benchmark.py model   --keras-model model/c3ae_utk_age_gender.keras   (the model alone)
+  python nets/benchmark.py photo   (end to end per photo, per detector, 512x512 and 1920x1080)
+  python nets/benchmark.py cli     (the one-photo command, start to exit)
+  python nets/benchmark.py video   (frames per second and age flicker on a 640x480 still video)
   python nets/benchmark.py train   --dataset dataset/data --source utk
-  python nets/benchmark.py preprocess --input ../shared/data/UTKFace --images 500
+  python nets/benchmark.py preprocess --input ../shared/data/UTKFace --images 300
   python nets/benchmark.py all ...   (everything above)
 """
 import argparse
@@ -39,14 +42,13 @@ def table(title, header, rows):
     sys.stdout.flush()
 
 
-def bench_model(model_path, image_path, repeats):
+def bench_model(model_path, repeats):
+    """The model alone, per face: Keras, and TFLite (LiteRT) exports of both forms of its weights."""
     import numpy as np
 
-    from detect import FaceDetector, load_image
-    from detect.prepare import prepare_detection
     from nets.export import convert
     from nets.model import describe, with_mirror
-    from nets.predict import AgeEstimator, KerasRunner
+    from nets.predict import KerasRunner
     from nets.tflite import TFLiteModel
 
     runner = KerasRunner(model_path)
@@ -67,44 +69,146 @@ def bench_model(model_path, image_path, repeats):
                 lite = TFLiteModel(path)
                 t = median_seconds(lambda: lite.predict_crops(crops64[:1]), repeats * 5)
                 rows.append([f"TFLite {kind}, 1 face, {form}", f"{t * 1e3:.3f}"])
-    table(f"Model time per face ({Path(model_path).name}, Keras rows: the file as it is)", ["how", "ms per face"], rows)
+    table(f"Model time per face ({Path(model_path).name}, Keras rows: the file as it is; TFLite run by LiteRT)",
+          ["how", "ms per face"], rows)
 
-    image = load_image(image_path)
-    detector = FaceDetector()
-    estimator = AgeEstimator(model_path, detector=detector)
-    steps = {"detect": [], "prepare": [], "model": []}
 
-    def one_image():  # AgeEstimator.predict step by step, each step timed in the same call
-        start = time.perf_counter()
-        detections = detector.detect(image)
-        middle = time.perf_counter()
-        faces = [prepare_detection(image, d) for d in detections]
-        end = time.perf_counter()
-        estimator.predict_prepared(faces)
-        for key, seconds in zip(steps, (middle - start, end - middle, time.perf_counter() - end)):
-            steps[key].append(seconds)
-        return faces
+def wide_photo(image, size=(1920, 1080)):
+    """A size[0] x size[1] photo with the one face of `image`: the image scaled to the height, in
+    the middle of a stretched copy of itself (no flat border for a detector to notice)."""
+    import cv2
 
-    faces = one_image()
-    for values in steps.values():
-        values.clear()
-    for _ in range(repeats):
-        one_image()
-    totals = [sum(parts) for parts in zip(*steps.values())]
-    total = statistics.median(totals)
-    chip_t = median_seconds(lambda: detector.detect(faces[0].chip), repeats) if faces else float("nan")
+    width, height = size
+    canvas = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+    side = min(width, height)
+    left = (width - side) // 2
+    canvas[:, left:left + side] = cv2.resize(image, (side, side), interpolation=cv2.INTER_LINEAR)
+    return canvas
 
-    def row(name, key):
-        share = statistics.median(part / whole for part, whole in zip(steps[key], totals))
-        return [name, f"{statistics.median(steps[key]) * 1e3:.1f}", f"{share:.0%}"]
 
-    table(f"End to end on {Path(image_path).name} ({image.shape[1]}x{image.shape[0]}, {len(faces)} face; "
-          f"{repeats} calls, each step timed within the call, share = median of the calls' shares)",
-          ["step", "ms", "share"],
-          [row("detect (MTCNN)", "detect"), row("align, JPEG round trip, triple box, pose", "prepare"),
-           row("crops + model (Keras)", "model"), ["total", f"{total * 1e3:.1f}", "100%"],
-           ["not done: a second MTCNN pass on the 256x256 chip (the original's way to get chip "
-            "landmarks)", f"{chip_t * 1e3:.1f}", f"+{chip_t / total:.0%}"]])
+def bench_photo(model_path, keras_model_path, image_path, repeats):
+    """End to end per photo, step by step, for each detector, on the photo and a 1920x1080 version."""
+    from detect import load_image, make_detector
+    from detect.prepare import prepare_detection
+    from nets.predict import AgeEstimator
+
+    photo = load_image(image_path)
+    photos = [(f"{photo.shape[1]}x{photo.shape[0]}", photo), ("1920x1080", wide_photo(photo))]
+    paths = [("YuNet + " + Path(model_path).name + " (default)", "yunet", model_path),
+             ("MTCNN + " + Path(model_path).name, "mtcnn", model_path),
+             ("MTCNN + " + Path(keras_model_path).name + " (before: the old default)", "mtcnn", keras_model_path)]
+    estimators = {}
+    for name, detector, model in paths:
+        estimators[name] = AgeEstimator(model, detector=make_detector(detector))
+    rows = []
+    for size, image in photos:
+        totals = {}
+        for name, _, _ in paths:
+            estimator = estimators[name]
+            steps = {"detect": [], "prepare": [], "model": []}
+
+            def one_photo():  # AgeEstimator.predict step by step, each step timed in the same call
+                start = time.perf_counter()
+                detections = estimator.detector.detect(image)
+                middle = time.perf_counter()
+                faces = [prepare_detection(image, d) for d in detections]
+                end = time.perf_counter()
+                estimator.predict_prepared(faces)
+                for key, seconds in zip(steps, (middle - start, end - middle, time.perf_counter() - end)):
+                    steps[key].append(seconds)
+                return faces
+
+            one_photo()
+            for values in steps.values():
+                values.clear()
+            found = len(one_photo())
+            for _ in range(repeats - 1):
+                one_photo()
+            total = statistics.median(sum(parts) for parts in zip(*steps.values()))
+            totals[name] = total
+            rows.append([f"{size}, {name}", found] + [f"{statistics.median(steps[k]) * 1e3:.1f}" for k in steps]
+                        + [f"{total * 1e3:.1f}"])
+        before = totals[paths[-1][0]]
+        for row, (name, _, _) in zip(rows[-len(paths):], paths):
+            row.append(f"{before / totals[name]:.1f}x")
+    table(f"End to end per photo ({Path(image_path).name} and a 1920x1080 version of it; {repeats} calls per "
+          "row, each step timed within the call; medians; photos above 1280 px are detected on a 1280 px copy)",
+          ["photo, detector + model", "faces", "detect ms", "align, JPEG, triple box, pose ms", "crops + model ms",
+           "total ms", "speed-up vs before"], rows)
+
+
+def bench_cli(image_path, keras_model_path, repeats):
+    """Wall time of the one-photo command, start to exit, as a user runs it."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        commands = [("nets/test.py -h", ["-h"]),
+                    ("nets/test.py -i PHOTO --json --no-show (default: YuNet + .tflite)",
+                     ["-i", str(image_path), "--json", "--no-show", "-o", f"{tmp}/a.jpg"]),
+                    (f"the same with -m {Path(keras_model_path).name} --detector mtcnn (before)",
+                     ["-i", str(image_path), "--json", "--no-show", "-o", f"{tmp}/b.jpg", "-m", str(keras_model_path),
+                      "--detector", "mtcnn"])]
+        times = {}
+        for name, args in commands:
+            runs = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                subprocess.run([sys.executable, str(REPO / "nets" / "test.py"), *args], check=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                runs.append(time.perf_counter() - start)
+            times[name] = statistics.median(runs)
+            rows.append([name, f"{times[name]:.2f}", f"{min(runs):.2f}-{max(runs):.2f}"])
+    before = times[commands[-1][0]]
+    for row in rows:
+        row.append(f"{before / times[row[0]]:.1f}x")
+    table(f"One command, start to exit ({repeats} runs each, in turn; seconds)", ["command", "median s", "range",
+                                                                                 "vs before"], rows)
+
+
+def still_video(image, path, frames=150, size=(640, 480), fps=30.0, seed=0):
+    """A video of a still scene (the face of `image` on a 640x480 frame) with what a still camera
+    adds: sensor noise (sigma 2 grey levels) and sub-pixel shifts (up to 0.5 px)."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    width, height = size
+    scene = wide_photo(image, size)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    if not writer.isOpened():
+        raise RuntimeError("OpenCV cannot write an mp4v video here")
+    for _ in range(frames):
+        shift = np.float32([[1, 0, rng.uniform(-0.5, 0.5)], [0, 1, rng.uniform(-0.5, 0.5)]])
+        frame = cv2.warpAffine(scene, shift, size, borderMode=cv2.BORDER_REFLECT)
+        noisy = frame.astype(np.float32) + rng.normal(0, 2.0, frame.shape)
+        writer.write(np.clip(noisy, 0, 255).astype(np.uint8))
+    writer.release()
+
+
+def bench_video(image_path, keras_model_path):
+    """Frames per second of nets/test.py -v on a 640x480 still video with one face, and the flicker:
+    the spread of that person's age over the frames, each frame on its own and averaged per track."""
+    import re
+
+    import numpy as np
+
+    from detect import load_image
+
+    rows, flicker = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        video = Path(tmp) / "still.mp4"
+        still_video(load_image(image_path), video)
+        runs = [("default (YuNet + .tflite), --smooth 15", []), ("default, --smooth 1 (no averaging)", ["--smooth", "1"]),
+                (f"-m {Path(keras_model_path).name} --detector mtcnn (before)",
+                 ["-m", str(keras_model_path), "--detector", "mtcnn", "--smooth", "1"])]
+        for name, extra in runs:
+            result = subprocess.run([sys.executable, str(REPO / "nets" / "test.py"), "-v", str(video), "--no-show",
+                                     "--json", *extra], check=True, capture_output=True, text=True)
+            fps = float(re.search(r"([\d.]+) frames per second", result.stderr).group(1))
+            ages = np.array([json.loads(line)["age"] for line in result.stdout.splitlines() if line.strip()])
+            rows.append([name, len(ages), f"{fps:.1f}", f"{ages.max() - ages.min():.2f}", f"{ages.std():.2f}"])
+    table("Video: nets/test.py -v on a 640x480 still video of one face (150 frames, sensor noise and sub-pixel "
+          "shifts; frames per second as the command prints it, model loading excluded; age spread = max - min "
+          "over the frames)", ["run", "faces", "frames per second", "age spread (years)", "age std (years)"], rows)
 
 
 def bench_train(dataset, source, batch_size, steps, rounds):
@@ -171,7 +275,7 @@ def bench_train(dataset, source, batch_size, steps, rounds):
 
 
 def bench_preprocess(input_dir, images):
-    """dataset_proc.py --source utk on the same images with 1 and 2 workers."""
+    """dataset_proc.py --source utk on the same images, per detector, with 1 and 2 workers."""
     import os
 
     files = sorted(Path(input_dir).iterdir())[:images]
@@ -181,31 +285,35 @@ def bench_preprocess(input_dir, images):
         src.mkdir()
         for f in files:
             os.symlink(f.resolve(), src / f.name)
-        for workers in (1, 2):
-            out = Path(tmp) / f"out{workers}"
-            start = time.perf_counter()
-            subprocess.run([sys.executable, str(REPO / "preprocessing" / "dataset_proc.py"), "--source", "utk",
-                            "-i", str(src), "-d", str(out), "--workers", str(workers), "--no-progress"],
-                           check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-            seconds = time.perf_counter() - start
-            summary = json.loads((out / "utk_summary.json").read_text())
-            rows.append([workers, len(files), summary["faces_written"], f"{seconds:.1f}", f"{len(files) / seconds:.2f}"])
-    base = float(rows[0][4])
+        for detector in ("yunet", "mtcnn"):
+            for workers in (1, 2):
+                out = Path(tmp) / f"out{detector}{workers}"
+                start = time.perf_counter()
+                subprocess.run([sys.executable, str(REPO / "preprocessing" / "dataset_proc.py"), "--source", "utk",
+                                "-i", str(src), "-d", str(out), "--workers", str(workers), "--no-progress",
+                                "--detector", detector], check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                seconds = time.perf_counter() - start
+                summary = json.loads((out / "utk_summary.json").read_text())
+                rows.append([detector, workers, len(files), summary["faces_written"], f"{seconds:.1f}",
+                             f"{len(files) / seconds:.2f}"])
+    base = float(rows[-1][5])  # MTCNN with 2 workers, the way it was run before
     for row in rows:
-        row.append(f"{float(row[4]) / base:.2f}x")
+        row.append(f"{float(row[5]) / base:.2f}x")
     table(f"Preprocessing (dataset_proc.py --source utk, {len(files)} UTKFace images, process start included)",
-          ["workers", "images", "faces", "seconds", "images/s", "speed-up"], rows)
+          ["detector", "workers", "images", "faces", "seconds", "images/s", "vs MTCNN, 2 workers"], rows)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("model", "train", "preprocess", "all"))
-    p.add_argument("--model", default=str(REPO / "model" / "c3ae_utk_age_gender.keras"))
+    p.add_argument("what", choices=("model", "photo", "cli", "video", "train", "preprocess", "all"))
+    p.add_argument("--model", default=None, help="the model of the default path (default: nets/test.py's)")
+    p.add_argument("--keras-model", default=str(REPO / "model" / "c3ae_utk_age_gender.keras"),
+                   help="the .keras model: timed alone, and the model of the path before YuNet and .tflite")
     p.add_argument("--image", default=str(REPO / "assets" / "astronaut.jpg"))
     p.add_argument("--dataset", default="dataset/data")
     p.add_argument("--source", default="utk")
     p.add_argument("--input", default=str(REPO.parent / "shared" / "data" / "UTKFace"))
-    p.add_argument("--images", type=int, default=500)
+    p.add_argument("--images", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--repeats", type=int, default=20)
@@ -214,9 +322,21 @@ def main(argv=None):
     import os
     print(f"machine: {os.cpu_count()} CPU cores; python {sys.version.split()[0]}; "
           f"load average before the run {os.getloadavg()[0]:.2f} (above ~0.3 another process is busy)")
+    from nets.predict import DEFAULT_MODEL
+
+    model = args.model or str(DEFAULT_MODEL)
     try:
+        for path in (model, args.keras_model, args.image):
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"{path} not found")
         if args.what in ("model", "all"):
-            bench_model(args.model, args.image, args.repeats)
+            bench_model(args.keras_model, args.repeats)
+        if args.what in ("photo", "all"):
+            bench_photo(model, args.keras_model, args.image, args.repeats)
+        if args.what in ("cli", "all"):
+            bench_cli(args.image, args.keras_model, max(3, args.repeats // 4))
+        if args.what in ("video", "all"):
+            bench_video(args.image, args.keras_model)
         if args.what in ("train", "all"):
             bench_train(args.dataset, args.source, args.batch_size, args.steps, args.rounds)
         if args.what in ("preprocess", "all"):

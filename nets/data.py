@@ -13,8 +13,8 @@ import pandas as pd
 from detect import CHIP_SIZE, CROP_SIZE, crop_triple, decode_chip
 from nets.augment import AugmentConfig, augmented_crops
 from nets.labels import two_point_encode
-from nets.model import CROP_NAMES
-from preprocessing.schema import COLUMNS, triple_from_frame
+from nets.contract import CROP_NAMES
+from preprocessing.schema import COLUMNS, DEFAULTS, triple_from_frame
 
 SMOOTH_GENDER = 0.01  # smoothed one-hot: 0.99 / 0.01
 
@@ -51,6 +51,9 @@ def load_rows(dataset_dir, source: str) -> pd.DataFrame:
         except Exception as exc:
             warnings.warn(f"skipping {path}: not a readable feather file ({type(exc).__name__})")
             continue
+        for column, value in DEFAULTS.items():
+            if column not in frame.columns:
+                frame[column] = value
         missing = set(COLUMNS) - set(frame.columns)
         if missing:
             warnings.warn(f"skipping {path}: lacks columns {', '.join(sorted(missing))}")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nets.model import INPUT_SHAPE
+from nets.contract import INPUT_SHAPE
 
 MAX_AGE_DIFFERENCE = 0.5  # years; the float32 export must agree with Keras this closely
 

@@ -10,20 +10,10 @@ import os
 import keras
 import numpy as np
 
+from nets import losses  # noqa: F401  (registers the losses, for compiled NAME.last.keras files)
+from nets.contract import CROP_NAMES, INPUT_CONTRACT, INPUT_SHAPE, ModelFileError  # noqa: F401
 from nets.labels import bin_centres, bin_interval
 from nets.layers import CosineSoftmax, L2Normalize, MirrorMean, MirrorStack, Mish6, SqueezeExcite, WhiteNorm
-
-CROP_NAMES = ("outer", "middle", "inner")
-INPUT_SHAPE = (64, 64, 3)
-INPUT_CONTRACT = {
-    "crops": list(CROP_NAMES), "shape": list(INPUT_SHAPE), "dtype": "float32",
-    "pixels": "BGR, 0..255 (uint8 range)",
-    "made_by": "detect.prepare_faces: MTCNN, 256x256 aligned chip (JPEG q95), triple box",
-}
-
-
-class ModelFileError(ValueError):
-    """A model file that is missing, of the wrong kind or has non-finite weights."""
 
 
 def _activation(kind: str, name: str, dtype=None):

@@ -1,12 +1,12 @@
 """Age (and gender) of every face in an image, from any model file this project writes.
 
     from nets.predict import AgeEstimator
-    estimator = AgeEstimator("model/c3ae_utk_age_gender.keras")   # or a .tflite export
+    estimator = AgeEstimator()            # the shipped model, YuNet; or AgeEstimator("x.keras", detector="mtcnn")
     for face in estimator.predict(cv2.imread("photo.jpg")):
         print(face.box, face.age, face.gender, face.gender_prob)
 
 Faces go through exactly the preprocessing of training (detect.prepare_faces) and are batched
-through the model.
+through the model. With a .tflite model and YuNet nothing here imports TensorFlow or Keras.
 """
 from __future__ import annotations
 
@@ -16,11 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from detect import FaceDetector, PreparedFace, prepare_faces
-from nets.model import ModelFileError
+from detect import DEFAULT_DETECTOR, FaceDetector, PreparedFace, make_detector, prepare_faces
+from detect.detector import MIN_FACE_SIZE
+from nets.contract import ModelFileError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = REPO_ROOT / "model" / "c3ae_utk_age_gender.keras"
+# The fastest export of the shipped age + gender model that passes the parity check (README, Speed).
+DEFAULT_MODEL = REPO_ROOT / "model" / "c3ae_utk_age_gender.dynamic.tflite"
 GENDER_NAMES = ("F", "M")  # index 0 female, 1 male
 
 
@@ -33,13 +35,17 @@ class FacePrediction:
     distribution: list     # W1, the two-point distribution over the age bins
     gender: str | None     # "F" or "M"; None for an age-only model
     gender_prob: float | None  # probability of that gender
+    track: int | None = None   # video: the person's number, when answers are averaged over frames
 
     def to_json(self, **extra) -> dict:
-        return {**extra, "box": [round(v, 1) for v in self.box], "score": round(self.score, 4),
-                "age": round(self.age, 2), "gender": self.gender,
-                "gender_prob": None if self.gender_prob is None else round(self.gender_prob, 4),
-                "landmarks": [[round(x, 1), round(y, 1)] for x, y in self.landmarks],
-                "distribution": [round(p, 4) for p in self.distribution]}
+        record = {**extra, "box": [round(v, 1) for v in self.box], "score": round(self.score, 4),
+                  "age": round(self.age, 2), "gender": self.gender,
+                  "gender_prob": None if self.gender_prob is None else round(self.gender_prob, 4),
+                  "landmarks": [[round(x, 1), round(y, 1)] for x, y in self.landmarks],
+                  "distribution": [round(p, 4) for p in self.distribution]}
+        if self.track is not None:
+            record["track"] = self.track
+        return record
 
 
 class KerasRunner:
@@ -71,12 +77,18 @@ def load_model_file(path):
 
 
 class AgeEstimator:
-    def __init__(self, model_path=DEFAULT_MODEL, detector: FaceDetector | None = None,
-                 min_face_size: int = 20):
+    """Faces and their age (and gender) in images.
+
+    model_path: a .keras or .tflite file of this project (default: the shipped age + gender model).
+    detector: "yunet" (default, fast), "mtcnn" (the original's), or a detect.FaceDetector.
+    """
+
+    def __init__(self, model_path=DEFAULT_MODEL, detector: str | FaceDetector = DEFAULT_DETECTOR,
+                 min_face_size: int = MIN_FACE_SIZE):
         self.model_path = os.fspath(model_path)
         self.runner = load_model_file(model_path)
         self.has_gender = "gender" in self.runner.outputs
-        self.detector = detector or FaceDetector(min_face_size=min_face_size)
+        self.detector = make_detector(detector, min_face_size=min_face_size) if isinstance(detector, str) else detector
 
     def predict_prepared(self, faces: list[PreparedFace]) -> list[FacePrediction]:
         if not faces:

@@ -6,6 +6,9 @@ Examples:
   python nets/test.py --dir photos/ --json --no-show > ages.jsonl
   python nets/test.py -v                 # webcam 0; ESC stops
   python nets/test.py -v clip.mp4 -o annotated.mp4 --no-show
+
+With the default .tflite model and the YuNet detector nothing imports TensorFlow: numpy,
+OpenCV and ai-edge-litert are enough.
 """
 import argparse
 import json
@@ -16,13 +19,10 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
-import cv2  # noqa: E402
-
-from detect import ImageReadError, load_image  # noqa: E402
-from nets.model import ModelFileError  # noqa: E402
-from nets.predict import DEFAULT_MODEL, AgeEstimator, draw_predictions  # noqa: E402
-
+REPO_ROOT = Path(__file__).resolve().parents[1]
 ESC = 27
 
 
@@ -31,23 +31,39 @@ def say(message):
 
 
 def parse_args(argv=None):
+    # Only the standard library is imported before the arguments are parsed, so -h is instant.
+    from detect.detector import DEFAULT_DETECTOR, DETECTORS, MIN_FACE_SIZE, SMALLEST_FACE
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("-i", "--image", help="an image file")
     source.add_argument("--dir", help="a folder: every image in it and its subfolders")
     source.add_argument("-v", "--video", nargs="?", const="0",
                         help="a video file, or a camera index (default: webcam 0)")
-    p.add_argument("-m", "--model", default=str(DEFAULT_MODEL),
-                   help=".keras or .tflite model (default: the shipped age + gender model)")
+    p.add_argument("-m", "--model", default=None,
+                   help=".keras or .tflite model (default: the shipped age + gender model, "
+                        "model/c3ae_utk_age_gender.dynamic.tflite)")
     p.add_argument("-o", "--output", help="annotated output: an image file for -i (default "
                    "runs/NAME_c3ae.jpg), a folder for --dir, a video file for -v")
+    p.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR,
+                   help=f"face detector: yunet (fast, OpenCV) or mtcnn (the original's, needs TensorFlow); "
+                        f"default {DEFAULT_DETECTOR}")
     p.add_argument("--json", action="store_true", help="one JSON object per face on standard output")
     p.add_argument("--no-show", action="store_true", help="do not open a window (headless use)")
-    p.add_argument("--min-face-size", type=int, default=20, help="smallest face to look for, in pixels")
+    p.add_argument("--min-face-size", type=int, default=MIN_FACE_SIZE,
+                   help=f"smallest face to look for, in pixels (at least {SMALLEST_FACE}; default {MIN_FACE_SIZE})")
+    p.add_argument("--smooth", type=int, default=15,
+                   help="-v: average each person's age and gender over this many frames (1: no averaging; "
+                        "default 15)")
     # Flags of the original project; the model file now says what it is, so they change nothing.
     for flag in ("-g", "-se", "-white"):
         p.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.min_face_size < SMALLEST_FACE:
+        p.error(f"--min-face-size must be at least {SMALLEST_FACE} pixels")
+    if args.smooth < 1:
+        p.error("--smooth must be at least 1 frame")
+    return args
 
 
 def report(path, predictions, as_json, **extra):
@@ -59,17 +75,74 @@ def report(path, predictions, as_json, **extra):
             print(f"{path}: age {p.age:.1f}{gender}, box {[round(v) for v in p.box]}", flush=True)
 
 
-def show(window, image, wait):
-    """Show image; False once the user pressed ESC or no window can be opened."""
-    try:
-        cv2.imshow(window, image)
-        return (cv2.waitKey(wait) & 0xFF) != ESC
-    except cv2.error:
-        say("note: no display here, nothing is shown (use --no-show to skip this)")
-        return False
+def display_problem() -> str | None:
+    """Why no window can open here, or None. Decided before imshow: without a display, Qt aborts
+    the whole process instead of raising an error that could be caught."""
+    if sys.platform.startswith("linux"):
+        display = os.environ.get("DISPLAY", "")
+        if not display and not os.environ.get("WAYLAND_DISPLAY"):
+            return "no display here (DISPLAY is not set)"
+        if display.startswith(":") and not Path(f"/tmp/.X11-unix/X{display[1:].split('.')[0]}").exists():
+            return f"no X server answers on DISPLAY={display}"
+    return None
+
+
+class Window:
+    """An OpenCV window that is only opened where it can be; show() is False once ESC is pressed."""
+
+    def __init__(self, title: str, wanted: bool):
+        self.title = title
+        problem = display_problem() if wanted else None
+        self.enabled = wanted and problem is None
+        if problem:
+            say(f"note: {problem}; nothing is shown (--no-show skips this note)")
+
+    def show(self, image, wait: int) -> bool:
+        import cv2
+
+        if not self.enabled:
+            return True
+        try:
+            cv2.imshow(self.title, image)
+            return (cv2.waitKey(wait) & 0xFF) != ESC
+        except cv2.error:
+            say("note: this OpenCV cannot open windows (a headless build?); nothing is shown")
+            self.enabled = False
+            return True
+
+
+def output_problem(target: Path, inputs=()) -> str | None:
+    """Why an annotated image cannot be written to target, or None."""
+    import cv2
+
+    if target.exists() and target.is_dir():
+        return f"{target} is a folder; give a file name such as {target / 'out.jpg'}"
+    if not target.suffix:
+        return f"{target} has no extension; give one such as .jpg or .png"
+    if not cv2.haveImageWriter(str(target)):
+        return f"OpenCV cannot write {target.suffix} images ({target}); use .jpg or .png"
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"cannot create {target}: {parent} is a file, not a folder"
+            break
+    resolved = target.resolve()
+    if any(resolved == Path(p).resolve() for p in inputs):
+        return f"{target} is the input image itself; it would be overwritten"
+    return None
 
 
 def run_image(estimator, args) -> int:
+    import cv2
+
+    from detect import ImageReadError, load_image
+    from nets.predict import draw_predictions
+
+    output = Path(args.output or Path("runs") / f"{Path(args.image).stem}_c3ae.jpg")
+    problem = output_problem(output, inputs=[args.image] if os.path.exists(args.image) else [])
+    if problem:
+        say(f"error: {problem}")
+        return 2
     try:
         image = load_image(args.image)
     except ImageReadError as exc:
@@ -80,91 +153,192 @@ def run_image(estimator, args) -> int:
         say(f"{args.image}: no face found")
     report(args.image, predictions, args.json)
     annotated = draw_predictions(image, predictions)
-    output = Path(args.output or Path("runs") / f"{Path(args.image).stem}_c3ae.jpg")
     output.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(output), annotated):
         say(f"error: could not write {output}")
         return 1
     say(f"annotated image written to {output}")
     if not args.no_show:
-        show("C3AE", annotated, 0)
+        Window("C3AE", True).show(annotated, 0)
     return 0
 
 
+def folder_entries(root: Path, skip_below: Path | None):
+    """(image candidates, Counter of skipped entries by reason, folders searched): every entry
+    below root is either a candidate or counted. Symbolic links to folders are not followed
+    (no loops); links to files are read like files."""
+    import stat
+
+    candidates, skipped, folders = [], Counter(), 0
+    for current, dirs, files in os.walk(root, followlinks=False):
+        current = Path(current)
+        if skip_below is not None and (current == skip_below or skip_below in current.parents):
+            dirs[:] = []
+            continue
+        folders += 1
+        for name in sorted(dirs):
+            if (current / name).is_symlink():
+                skipped["links to folders (not followed)"] += 1
+        dirs[:] = sorted(d for d in dirs if not (current / d).is_symlink())
+        for name in sorted(files):
+            path = current / name
+            try:
+                mode = path.stat().st_mode  # follows links
+            except OSError:
+                skipped["broken links" if path.is_symlink() else "unreadable entries"] += 1
+                continue
+            if stat.S_ISREG(mode):
+                candidates.append(path)
+            elif stat.S_ISDIR(mode):
+                skipped["links to folders (not followed)"] += 1
+            else:
+                skipped["not regular files (pipes, sockets, devices)"] += 1
+    return candidates, skipped, folders
+
+
 def run_folder(estimator, args) -> int:
+    import cv2
+
+    from detect import ImageReadError, load_image
+    from nets.predict import draw_predictions
+
     root = Path(args.dir)
     if not root.is_dir():
         say(f"error: {root} is not a folder")
         return 1
-    files = sorted(p for p in root.rglob("*") if p.is_file())
-    counts, skipped = Counter(), Counter()
     out_dir = Path(args.output) if args.output else None
-    for path in files:
-        try:
-            image = load_image(path)
-        except ImageReadError as exc:
-            skipped[str(exc).split(": ", 1)[-1]] += 1
-            continue
-        counts["images"] += 1
-        predictions = estimator.predict(image)
-        if not predictions:
-            say(f"{path}: no face found")
-            skipped["no face found"] += 1
-            continue
-        counts["faces"] += len(predictions)
-        report(path, predictions, args.json)
-        if out_dir:
-            target = out_dir / path.relative_to(root)  # same name and format, so a.png and a.jpg stay apart
-            if not cv2.haveImageWriter(str(target)):
-                target = target.with_name(target.name + ".jpg")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if cv2.imwrite(str(target), draw_predictions(image, predictions)):
-                counts["written"] += 1
-            else:
-                say(f"{path}: could not write {target}")
-                counts["not written"] += 1
+    if out_dir is not None:
+        if out_dir.resolve() == root.resolve():
+            say(f"error: -o {out_dir} is the input folder; the annotated copies would replace your photos. "
+                "Give another folder")
+            return 2
+        if out_dir.exists() and not out_dir.is_dir():
+            say(f"error: -o {out_dir} is a file; give a folder for the annotated copies")
+            return 2
+    inside = out_dir is not None and root.resolve() in out_dir.resolve().parents
+    files, skipped, folders = folder_entries(root, out_dir if inside else None)
+    if inside:
+        say(f"note: {out_dir} is inside {root}; its files are not read as input")
+    if not files and not skipped:
+        say(f"error: {root} holds no files")
+        return 1
+    entries = len(files) + sum(skipped.values())
+    counts = Counter()
+    interrupted = False
+    try:
+        for path in files:
+            counts["read"] += 1
+            try:
+                image = load_image(path)
+            except ImageReadError as exc:
+                skipped[str(exc).split(": ", 1)[-1]] += 1
+                continue
+            counts["images"] += 1
+            predictions = estimator.predict(image)
+            if not predictions:
+                say(f"{path}: no face found")
+                skipped["no face found"] += 1
+                continue
+            counts["faces"] += len(predictions)
+            report(path, predictions, args.json)
+            if out_dir:
+                target = out_dir / path.relative_to(root)  # same name and format, so a.png and a.jpg stay apart
+                if not cv2.haveImageWriter(str(target)):
+                    target = target.with_name(target.name + ".jpg")
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    written = cv2.imwrite(str(target), draw_predictions(image, predictions))
+                except (OSError, cv2.error):
+                    written = False
+                if written:
+                    counts["written"] += 1
+                else:
+                    say(f"{path}: could not write {target}")
+                    counts["not written"] += 1
+    except KeyboardInterrupt:
+        interrupted = True
     reasons = ", ".join(f"{n} {reason}" for reason, n in skipped.most_common()) or "none"
     written = f"; {counts['written']} annotated copies in {out_dir}" if out_dir else ""
     failed = f", {counts['not written']} could not be written" if counts["not written"] else ""
-    say(f"{len(files)} files: {counts['images']} images, {counts['faces']} faces; skipped: {reasons}{written}{failed}")
+    stop = f"interrupted after {counts['read']} of {len(files)} files; " if interrupted else ""
+    say(f"{stop}{entries} entries in {folders} folders: {counts['images']} images, {counts['faces']} faces; "
+        f"skipped: {reasons}{written}{failed}")
+    if interrupted:
+        return 130
+    if counts["images"] == 0:
+        say(f"error: no readable image in {root}")
+        return 1
     return 1 if counts["not written"] else 0
 
 
+class FrameRate:
+    """Frames per second over the last `window` frames."""
+
+    def __init__(self, window: int = 30):
+        self.times = []
+        self.window = window
+
+    def tick(self) -> float:
+        self.times = (self.times + [time.perf_counter()])[-self.window - 1:]
+        if len(self.times) < 2:
+            return 0.0
+        return (len(self.times) - 1) / max(self.times[-1] - self.times[0], 1e-9)
+
+
 def run_video(estimator, args) -> int:
+    import cv2
+
+    from nets.predict import draw_predictions
+    from nets.track import FaceTracks
+
     source = int(args.video) if args.video.isdigit() else args.video
     if isinstance(source, str) and not os.path.exists(source):
         say(f"error: video file {source} does not exist")
         return 1
+    if args.output:
+        output = Path(args.output)
+        if isinstance(source, str) and output.resolve() == Path(source).resolve():
+            say(f"error: -o {output} is the input video; it would be overwritten")
+            return 2
+        if output.is_dir():
+            say(f"error: -o {output} is a folder; give a video file name such as {output / 'out.mp4'}")
+            return 2
     capture = cv2.VideoCapture(source)
     if not capture.isOpened():
         what = f"camera {source}" if isinstance(source, int) else f"video {source}"
         say(f"error: cannot open {what}")
         return 1
-    writer, frames, faces, started = None, 0, 0, time.time()
+    window = Window("C3AE (ESC stops)", not args.no_show)
+    tracks = FaceTracks(window=args.smooth)
+    rate = FrameRate()
+    writer, frames, faces, started, fps = None, 0, 0, time.perf_counter(), 0.0
     try:
         while True:
             ok, frame = capture.read()
             if not ok:
                 break
-            predictions = estimator.predict(frame)
+            predictions = tracks.update(estimator.predict(frame))
             frames += 1
             faces += len(predictions)
             report(args.video, predictions, args.json, frame=frames - 1)
             annotated = draw_predictions(frame, predictions)
+            fps = rate.tick()
+            cv2.putText(annotated, f"{fps:.1f} fps", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 255, 255), 2,
+                        cv2.LINE_AA)
             if args.output:
                 if writer is None:
                     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-                    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-                    writer = cv2.VideoWriter(args.output, cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                    fourcc = cv2.VideoWriter_fourcc(*("MJPG" if args.output.lower().endswith(".avi") else "mp4v"))
+                    writer = cv2.VideoWriter(args.output, fourcc, capture.get(cv2.CAP_PROP_FPS) or 25.0,
                                              (frame.shape[1], frame.shape[0]))
                     if not writer.isOpened():
-                        say(f"error: cannot write video {args.output}")
+                        say(f"error: cannot write video {args.output} (use .mp4 or .avi)")
                         return 1
                 writer.write(annotated)
-            if not args.no_show and not show("C3AE (ESC stops)", annotated, 1):
+            if not window.show(annotated, 1):
                 break
     except KeyboardInterrupt:
-        pass
+        say("interrupted")
     finally:
         capture.release()
         if writer is not None:
@@ -172,7 +346,7 @@ def run_video(estimator, args) -> int:
     if frames == 0 and isinstance(source, str):
         say(f"error: {source} gave no frames (not a video OpenCV can decode?)")
         return 1
-    seconds = max(time.time() - started, 1e-9)
+    seconds = max(time.perf_counter() - started, 1e-9)
     say(f"{frames} frames, {faces} faces, {frames / seconds:.1f} frames per second"
         + (f"; annotated video written to {args.output}" if writer is not None else ""))
     return 0
@@ -182,10 +356,14 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.g or args.se or args.white:
         say("note: -g, -se and -white are not needed: the model file says what it is")
+    from nets.contract import ModelFileError
+    from nets.predict import DEFAULT_MODEL, AgeEstimator
+
+    model = args.model or DEFAULT_MODEL
     try:
-        estimator = AgeEstimator(args.model, min_face_size=args.min_face_size)
+        estimator = AgeEstimator(model, detector=args.detector, min_face_size=args.min_face_size)
     except ModelFileError as exc:
-        hint = " (train one, or give -m)" if Path(args.model) == DEFAULT_MODEL else ""
+        hint = " (train one, or give -m)" if args.model is None else ""
         say(f"error: {exc}{hint}")
         return 1
     if args.image:

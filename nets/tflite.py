@@ -1,35 +1,84 @@
-"""Running an exported .tflite model with the TFLite interpreter, outputs keyed like the Keras model."""
+"""Running an exported .tflite model with LiteRT (`ai-edge-litert`), outputs keyed like the Keras model.
+
+LiteRT is the maintained TFLite runtime (`tf.lite.Interpreter` is deprecated) and needs no
+TensorFlow, so inference with a .tflite file stays light.
+"""
 from __future__ import annotations
 
+import contextlib
 import os
-import warnings
+import sys
+import tempfile
 
 import numpy as np
 
-from nets.model import CROP_NAMES, ModelFileError
+from nets.contract import CROP_NAMES, INPUT_SHAPE, ModelFileError
+
+TFLITE_IDENTIFIER = b"TFL3"  # bytes 4..8 of every TFLite flatbuffer
+
+
+def read_tflite_bytes(path) -> bytes:
+    """The bytes of a .tflite file, or ModelFileError saying why they cannot be a TFLite model.
+
+    The interpreter is handed these bytes, not the path: given a path to a damaged file, the
+    TFLite runtime can crash the process (a truncated export ended in a segmentation fault).
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ModelFileError(f"model file {path} does not exist")
+    if os.path.isdir(path):
+        raise ModelFileError(f"model file {path} is a folder")
+    with open(path, "rb") as handle:
+        content = handle.read()
+    if not content:
+        raise ModelFileError(f"model file {path} is empty (0 bytes)")
+    if len(content) < 8 or content[4:8] != TFLITE_IDENTIFIER:
+        raise ModelFileError(f"{path} is not a TFLite model file (no TFL3 identifier)")
+    return content
+
+
+@contextlib.contextmanager
+def captured_stderr():
+    """Collect what native code writes to file descriptor 2 (LiteRT's "INFO: Created TensorFlow
+    Lite XNNPACK delegate" line on every start); yields a list that receives the text."""
+    text = []
+    with tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield text
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text.append(sink.read().decode(errors="replace"))
 
 
 class TFLiteModel:
     """A C3AE .tflite file: inputs outer/middle/inner, outputs age, W1 (and gender)."""
 
-    def __init__(self, path):
-        import tensorflow as tf
+    def __init__(self, path, num_threads: int | None = None):
+        from ai_edge_litert.interpreter import Interpreter
 
         path = os.fspath(path)
-        if not os.path.exists(path):
-            raise ModelFileError(f"model file {path} does not exist")
+        content = read_tflite_bytes(path)
         try:
-            with warnings.catch_warnings():  # its deprecation notice is not for our users
-                warnings.simplefilter("ignore")
-                self.interpreter = tf.lite.Interpreter(model_path=path, num_threads=os.cpu_count())
-            runner = self.interpreter.get_signature_runner()
+            with captured_stderr() as said:
+                self.interpreter = Interpreter(model_content=content, num_threads=num_threads or os.cpu_count())
+                runner = self.interpreter.get_signature_runner()
+                details = runner.get_output_details()
+                inputs = set(runner.get_input_details())
+                if inputs == set(CROP_NAMES):  # a first run: LiteRT sets up its CPU delegate (and says so) here
+                    runner(**{name: np.zeros((1,) + INPUT_SHAPE, np.float32) for name in CROP_NAMES})
         except Exception as exc:
-            raise ModelFileError(f"{path} is not a usable TFLite model ({exc})") from exc
-        self.runner = runner
-        details = runner.get_output_details()
-        inputs = set(runner.get_input_details())
+            reason = (str(exc).strip() or "".join(said).strip() or type(exc).__name__).splitlines()[0]
+            raise ModelFileError(f"{path} is not a usable TFLite model (damaged or truncated? {reason})") from exc
+        rest = [line for line in "".join(said).splitlines() if line.strip() and "XNNPACK delegate" not in line]
+        if rest:  # anything else the runtime said is passed on
+            print("\n".join(rest), file=sys.stderr)
         if inputs != set(CROP_NAMES) or "age" not in details or "W1" not in details:
             raise ModelFileError(f"{path} is not a C3AE model (inputs {sorted(inputs)}, outputs {sorted(details)})")
+        self.runner = runner
         self.outputs = sorted(details)
         self.bins = int(details["W1"]["shape"][-1])
         self.path = path

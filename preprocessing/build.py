@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from detect.detector import DEFAULT_DETECTOR, DETECTORS, MIN_FACE_SIZE, check_min_face_size
 from preprocessing.sources import Item, read_source
 
 MULTI_FACE_POLICIES = ("largest", "skip")
@@ -24,8 +25,9 @@ MULTI_FACE_POLICIES = ("largest", "skip")
 
 @dataclass(frozen=True)
 class Settings:
-    min_face_size: int = 20
+    min_face_size: int = MIN_FACE_SIZE
     multi_face: str = "largest"   # keep the largest face, or skip images with several faces
+    detector: str = DEFAULT_DETECTOR
 
 
 _detector = None
@@ -37,12 +39,13 @@ def _init_worker(settings: Settings, single_thread: bool):
     if single_thread:  # several worker processes share the cores; one thread each is fastest
         os.environ["OMP_NUM_THREADS"] = "1"
         import cv2
-        import tensorflow as tf
         cv2.setNumThreads(1)
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    from detect import FaceDetector
-    _detector = FaceDetector(min_face_size=settings.min_face_size)
+        if settings.detector == "mtcnn":
+            import tensorflow as tf
+            tf.config.threading.set_intra_op_parallelism_threads(1)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+    from detect import make_detector
+    _detector = make_detector(settings.detector, min_face_size=settings.min_face_size)
     _settings = settings
 
 
@@ -63,7 +66,7 @@ def process_item(item: Item):
         return None, "no face found"
     if len(faces) > 1 and _settings.multi_face == "skip":
         return None, "several faces"
-    return face_to_row(faces[0], item.name, item.age, item.gender, len(faces)), None
+    return face_to_row(faces[0], item.name, item.age, item.gender, len(faces), _settings.detector), None
 
 
 def _signature(items: list[Item], settings: Settings) -> str:
@@ -99,6 +102,9 @@ def build_source(source: str, input_path, dest="dataset/data", workers: int | No
 
     if settings.multi_face not in MULTI_FACE_POLICIES:
         raise ValueError(f"multi_face must be one of {MULTI_FACE_POLICIES}")
+    check_min_face_size(settings.min_face_size)
+    if settings.detector not in DETECTORS:
+        raise ValueError(f"detector must be one of {DETECTORS}, not {settings.detector!r}")
     if chunk_size < 1:
         raise ValueError("chunk size must be at least 1")
     workers = max(1, int(workers or os.cpu_count() or 1))
@@ -135,7 +141,7 @@ def build_source(source: str, input_path, dest="dataset/data", workers: int | No
                     bar.update(1)
                 frame = rows_to_frame(rows)
                 _atomic_write(feather_path, lambda p: frame.to_feather(p))
-                meta = {"signature": signature, "inputs": len(chunk), "faces": len(rows),
+                meta = {"signature": signature, "detector": settings.detector, "inputs": len(chunk), "faces": len(rows),
                         "skipped": skips, "feather_bytes": feather_path.stat().st_size}
                 _atomic_write(meta_path, lambda p: p.write_text(json.dumps(meta)))
             else:
@@ -162,7 +168,7 @@ def build_source(source: str, input_path, dest="dataset/data", workers: int | No
         "inputs_seen": len(items) + len(label_skips), "images_processed": len(items),
         "faces_written": written, "face_rate": round(written / len(items), 4) if items else 0.0,
         "skipped": sum(reasons.values()), "skip_reasons": dict(reasons.most_common()),
-        "chunks": len(chunks), "chunks_reused": reused, "workers": workers,
+        "chunks": len(chunks), "chunks_reused": reused, "workers": workers, "detector": settings.detector,
         "settings": asdict(settings), "seconds": round(time.time() - started, 1),
     }
     _atomic_write(dest / f"{source}_summary.json", lambda p: p.write_text(json.dumps(summary, indent=2)))

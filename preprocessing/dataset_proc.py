@@ -10,6 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from detect.detector import DEFAULT_DETECTOR, DETECTORS, MIN_FACE_SIZE  # noqa: E402
 from preprocessing.build import MULTI_FACE_POLICIES, Settings, build_source  # noqa: E402
 from preprocessing.sources import DEFAULT_INPUTS, READERS, SourceError  # noqa: E402
 
@@ -24,7 +25,9 @@ def parse_args(argv=None):
     parser.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N inputs (quick runs)")
     parser.add_argument("--chunk-size", type=int, default=5000, help="images per feather file")
-    parser.add_argument("--min-face-size", type=int, default=20, help="smallest face in pixels")
+    parser.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR,
+                        help="face detector: yunet (fast, OpenCV) or mtcnn (the original's, TensorFlow)")
+    parser.add_argument("--min-face-size", type=int, default=MIN_FACE_SIZE, help="smallest face in pixels")
     parser.add_argument("--multi-face", choices=MULTI_FACE_POLICIES, default="largest",
                         help="several faces in one image: keep the largest, or skip the image "
                              "(the original's behaviour)")
@@ -35,7 +38,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     source_input = args.input or DEFAULT_INPUTS[args.source]
-    settings = Settings(min_face_size=args.min_face_size, multi_face=args.multi_face)
+    settings = Settings(min_face_size=args.min_face_size, multi_face=args.multi_face, detector=args.detector)
     try:
         summary = build_source(args.source, source_input, args.dest, workers=args.workers,
                                limit=args.limit, chunk_size=args.chunk_size, settings=settings,

@@ -13,6 +13,7 @@
 | outer_x1 .. inner_y2 | float32 | the triple box on the chip: outer, middle, inner |
 | src_x1 .. src_y2 | float32 | face box in the original image |
 | yaw, pitch, roll | float32 | head pose in degrees (solvePnP; NaN where it failed) |
+| detector | string | which detector found the face (yunet, mtcnn); files written before it was recorded were all mtcnn |
 """
 from __future__ import annotations
 
@@ -28,16 +29,18 @@ SOURCE_BOX_COLUMNS = ["src_x1", "src_y1", "src_x2", "src_y2"]
 POSE_COLUMNS = ["yaw", "pitch", "roll"]
 FLOAT_COLUMNS = ["age", "score"] + BOX_COLUMNS + LANDMARK_COLUMNS + TRIPLE_COLUMNS + \
     SOURCE_BOX_COLUMNS + POSE_COLUMNS
-COLUMNS = ["source_file", "age", "gender", "image", "score", "faces"] + FLOAT_COLUMNS[2:]
+COLUMNS = ["source_file", "age", "gender", "image", "score", "faces"] + FLOAT_COLUMNS[2:] + ["detector"]
+# Chunks written before the detector was recorded lack the column; MTCNN was the only detector then.
+DEFAULTS = {"detector": "mtcnn"}
 
 
-def face_to_row(face: PreparedFace, source_file: str, age: float, gender: int, faces: int) -> dict:
+def face_to_row(face: PreparedFace, source_file: str, age: float, gender: int, faces: int, detector: str) -> dict:
     values = np.concatenate([face.chip_box, face.chip_landmarks.reshape(-1), face.triple.reshape(-1),
                              face.box, face.pose]).astype(np.float32)
     row = dict(zip(BOX_COLUMNS + LANDMARK_COLUMNS + TRIPLE_COLUMNS + SOURCE_BOX_COLUMNS + POSE_COLUMNS,
                    values.tolist()))
     row.update(source_file=source_file, age=float(age), gender=int(gender), image=face.chip_jpeg,
-               score=float(face.score), faces=int(faces))
+               score=float(face.score), faces=int(faces), detector=detector)
     return row
 
 
@@ -46,7 +49,7 @@ def rows_to_frame(rows: list[dict]):
 
     frame = pd.DataFrame(rows, columns=COLUMNS)
     frame = frame.astype({c: "float32" for c in FLOAT_COLUMNS})
-    return frame.astype({"gender": "int8", "faces": "int8", "source_file": "str"})
+    return frame.astype({"gender": "int8", "faces": "int8", "source_file": "str", "detector": "str"})
 
 
 def triple_from_frame(frame) -> np.ndarray:

@@ -32,11 +32,33 @@ def astronaut_path(repo_root) -> Path:
 
 
 @pytest.fixture(scope="session")
-def detector():
-    """The real MTCNN detector (TensorFlow); built once, it costs a few seconds."""
-    from detect import FaceDetector
+def yunet_detector():
+    from detect import make_detector
 
-    return FaceDetector()
+    return make_detector("yunet")
+
+
+@pytest.fixture(scope="session")
+def detector(yunet_detector):
+    """The default detector (YuNet), which dataset_proc.py and nets/test.py use unless told otherwise."""
+    from detect import DEFAULT_DETECTOR
+
+    assert DEFAULT_DETECTOR == "yunet"
+    return yunet_detector
+
+
+@pytest.fixture(scope="session")
+def mtcnn_detector():
+    """The real MTCNN detector (TensorFlow); built once, it costs a few seconds."""
+    from detect import make_detector
+
+    return make_detector("mtcnn")
+
+
+@pytest.fixture(scope="session", params=["yunet", "mtcnn"])
+def each_detector(request):
+    """Both detectors, one after the other: what they share must hold for each."""
+    return request.getfixturevalue(f"{request.param}_detector")
 
 
 @pytest.fixture(scope="session")

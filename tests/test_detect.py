@@ -240,7 +240,13 @@ def astronaut(astronaut_path):
     return load_image(astronaut_path)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
+def detector(each_detector):
+    """In this module, every test of the real detector runs with YuNet and with MTCNN."""
+    return each_detector
+
+
+@pytest.fixture
 def astronaut_faces(astronaut, detector):
     return detector.detect(astronaut)
 
@@ -249,7 +255,7 @@ def test_astronaut_has_exactly_one_face(astronaut, astronaut_faces):
     assert astronaut.shape == (512, 512, 3) and astronaut.dtype == np.uint8
     assert len(astronaut_faces) == 1
     face = astronaut_faces[0]
-    assert face.score > 0.95
+    assert face.score > 0.9
     assert face.box.shape == (4,) and face.landmarks.shape == (5, 2)
     x1, y1, x2, y2 = face.box
     assert 40 < x2 - x1 < 200 and 40 < y2 - y1 < 200
@@ -287,7 +293,9 @@ def test_astronaut_prepared_chip(astronaut, detector, astronaut_faces):
     again = detector.detect(face.chip)
     assert len(again) >= 1
     assert iou(again[0].box, face.chip_box) > 0.7
-    assert np.abs(again[0].landmarks - face.chip_landmarks).max() < 6
+    # within 12 % of the eye distance (YuNet's landmarks move more than MTCNN's: 8 px here, MTCNN's < 6)
+    eye_distance = float(np.linalg.norm(face.chip_landmarks[1] - face.chip_landmarks[0]))
+    assert np.abs(again[0].landmarks - face.chip_landmarks).max() < 0.12 * eye_distance
 
 
 def test_rgb_input_gives_the_same_face(astronaut, detector, astronaut_faces):
@@ -388,3 +396,67 @@ def test_load_image_applies_exif_orientation(tmp_path, astronaut_path):
     assert shown < 3  # cv2.imread, like image viewers, shows the photo upright
     loaded = float(np.abs(load_image(path).astype(int) - upright).mean())
     assert loaded < 3, f"load_image returned the stored (sideways) pixels: mean difference {loaded:.1f}"
+
+
+# --- what both detectors share: input conversion, large photos, the padded retry ----------------
+
+def test_unambiguous_image_types_are_converted_and_the_rest_refused(astronaut, detector):
+    from detect.detector import as_uint8
+
+    reference = detector.detect(astronaut)[0].box
+    as_float = astronaut.astype(np.float32) / 255.0  # skimage's convention: floats in 0..1
+    for image in (as_float, astronaut.astype(np.float64), astronaut.astype(np.int64), astronaut.tolist(),
+                  astronaut.astype(np.uint16) * 257):
+        found = detector.detect(image)
+        assert len(found) == 1 and iou(found[0].box, reference) > 0.95, type(image)
+    np.testing.assert_array_equal(as_uint8(astronaut.astype(np.uint16) * 257), astronaut)
+    np.testing.assert_array_equal(as_uint8(as_float), astronaut)
+    with_nan = as_float.copy()
+    with_nan[0, 0, 0] = np.nan
+    for bad, words in [(with_nan, "NaN"), (np.full((50, 50, 3), np.inf), "NaN or infinite"),
+                       (astronaut > 128, "bool"), (astronaut.astype(np.int64) - 300, "ranges from"),
+                       (as_float * 1000, "ranges from"), (np.zeros((0, 5, 3)), "empty")]:
+        with pytest.raises(ValueError, match=words):
+            detector.detect(bad)
+        with pytest.raises(ValueError, match=words):
+            prepare_faces(bad, detector)
+
+
+@pytest.mark.parametrize("size", [0, 5, -5, 9.5, True])
+def test_smallest_face_size_is_checked_with_one_sentence(size):
+    from detect import make_detector
+
+    with pytest.raises(ValueError, match="at least 10 pixels"):
+        make_detector("yunet", min_face_size=size)
+
+
+def test_large_photo_is_detected_on_a_copy_and_mapped_back(astronaut, detector):
+    """A 4096x4096 photo is detected on a 1280 px copy; box and landmarks come back in the photo's
+    pixels, where the face is aligned from the full resolution."""
+    small = detector.detect(astronaut)[0]
+    large = cv2.resize(astronaut, (4096, 4096), interpolation=cv2.INTER_CUBIC)
+    found = detector.detect(large)
+    assert len(found) == 1
+    np.testing.assert_allclose(found[0].box, small.box * 8, atol=0.04 * (small.box[2] - small.box[0]) * 8)
+    np.testing.assert_allclose(found[0].landmarks, small.landmarks * 8, atol=0.06 * 8 * (small.box[2] - small.box[0]))
+    faces = prepare_faces(large, detector)
+    assert faces[0].chip.shape == (256, 256, 3)
+    assert faces[0].chip_landmarks[0][1] == pytest.approx(102.4, abs=0.5)
+
+
+def test_padded_retry_only_for_crop_shaped_images(detector, monkeypatch):
+    """An image with no face is searched twice when it could be a face crop (the padded retry), once
+    when it is a long strip (padding a 10000x50 strip made a 15000x5050 image)."""
+    seen = []
+    original = type(detector)._run
+
+    def spy(self, bgr, min_face):
+        seen.append(bgr.shape[:2])
+        return original(self, bgr, min_face)
+
+    monkeypatch.setattr(type(detector), "_run", spy)
+    assert detector.detect(np.full((300, 300, 3), 128, np.uint8)) == []
+    assert seen == [(300, 300), (450, 450)]
+    seen.clear()
+    assert detector.detect(np.full((50, 10000, 3), 128, np.uint8)) == []
+    assert seen == [(6, 1280)]  # downscaled, not padded

@@ -131,7 +131,7 @@ def test_cli_folder_reports_faces_and_a_summary_of_skips(trained_gender_model, r
     said = messages(result.stderr)
     assert any("gray.png" in m and "no face found" in m for m in said), said
     summary = said[-1]
-    assert summary.startswith("6 files: 4 images, 3 faces; skipped:"), summary
+    assert summary.startswith("6 entries in 2 folders: 4 images, 3 faces; skipped:"), summary
     for reason in ("1 empty file (0 bytes)", "1 not a readable image", "1 no face found"):
         assert reason in summary, summary
     assert summary.endswith(f"3 annotated copies in {out}"), summary
@@ -187,7 +187,7 @@ def test_training_rows_and_api_give_identical_crops_and_predictions(trained_gend
         name, age, gender = prepared[["source_file", "age", "gender"]].iloc[0]
         folder = tmp_path / f"row{k}"
         folder.mkdir()
-        rows_to_frame([face_to_row(faces[0], name, age, gender, len(faces))]).to_feather(folder / "utk_0.feather")
+        rows_to_frame([face_to_row(faces[0], name, age, gender, len(faces), detector.name)]).to_feather(folder / "utk_0.feather")
         row = load_rows(folder, "utk")
         api_crops = faces[0].crops()
         train_crops = face_crops(row)[0]

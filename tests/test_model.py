@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import nets  # noqa: F401  (registers the custom layers and losses)
+import nets.model  # noqa: F401  (registers the custom layers and losses)
 from detect import crop_triple, triple_boxes
 from nets.augment import AugmentConfig, augmented_crops
 from nets.labels import bin_centres, bin_interval, two_point_decode, two_point_encode
@@ -182,7 +182,7 @@ def test_saved_model_reloads_in_a_fresh_process(tmp_path, repo_root):
     np.savez(tmp_path / "x.npz", **x)
     script = (
         "import sys, numpy as np\n"
-        "import nets, keras\n"
+        "import nets.model, keras\n"
         "m = keras.models.load_model(sys.argv[1])\n"
         "print(m.count_params())\n"
         "x = dict(np.load(sys.argv[2]))\n"

@@ -41,14 +41,14 @@ def test_files_match_their_card_and_load_finite(card_path):
 
 
 @pytest.mark.slow
-def test_gender_model_reproduces_its_card_on_raw_utk_images(utk_dir, detector):
+def test_gender_model_reproduces_its_card_on_raw_utk_images(utk_dir, mtcnn_detector):
     """The card's check faces, read from the raw UTKFace files, give the MAE the card claims."""
     from nets.model_card import check_keys
     from nets.predict import AgeEstimator
     from detect import load_image
 
     card = json.loads(GENDER_CARD.read_text())
-    estimator = AgeEstimator(MODEL_DIR / card["model"], detector=detector)
+    estimator = AgeEstimator(MODEL_DIR / card["model"], detector=mtcnn_detector)  # its data was prepared with MTCNN
     keys = check_keys(MODEL_DIR / "c3ae_utk_age_gender.split.json")
     errors, correct = [], []
     for key in keys:

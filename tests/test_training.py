@@ -419,7 +419,17 @@ def test_model_benchmark_times_both_forms_of_the_shipped_model(run_python):
     timed = {name: float(cells[0]) for name, cells in rows.items() if name.startswith(("Keras", "TFLite"))}
     assert len(timed) == 6 and all(t > 0 for t in timed.values()), result.stdout
     assert sum("(this file)" in name for name in timed) == 2, result.stdout
-    assert {"detect (MTCNN)", "total"} <= set(rows) and rows["total"][1] == "100%", result.stdout
+
+
+@pytest.mark.slow
+def test_photo_benchmark_times_each_detector_on_both_sizes(run_python):
+    result = ok(run_python("nets/benchmark.py", "photo", "--repeats", "2"), "benchmark.py photo")
+    rows = {name: cells for name, cells in table_rows(result.stdout).items() if "x" in name.split(",")[0]}
+    assert len(rows) == 6, result.stdout
+    for name, (faces, detect_ms, prepare_ms, model_ms, total_ms, ratio) in rows.items():
+        assert faces == "1", name
+        assert float(total_ms) == pytest.approx(float(detect_ms) + float(prepare_ms) + float(model_ms), abs=1.0)
+    assert all(rows[name][-1] == "1.0x" for name in rows if "(before" in name)
 
 
 @pytest.mark.parametrize("what, flag", [("train", "--dataset"), ("preprocess", "--input")])

@@ -1,0 +1,17 @@
+"""What a C3AE model takes and the error for model files: no TensorFlow needed to import this.
+
+The inference path (`nets/predict.py` with a .tflite file, `nets/test.py`) imports only this,
+so it runs with numpy, OpenCV and LiteRT alone.
+"""
+CROP_NAMES = ("outer", "middle", "inner")
+INPUT_SHAPE = (64, 64, 3)
+INPUT_CONTRACT = {
+    "crops": list(CROP_NAMES), "shape": list(INPUT_SHAPE), "dtype": "float32",
+    "pixels": "BGR, 0..255 (uint8 range)",
+    "made_by": "detect.prepare_faces: detector (YuNet or MTCNN, the box in MTCNN's convention), "
+               "256x256 aligned chip (JPEG q95), triple box",
+}
+
+
+class ModelFileError(ValueError):
+    """A model file that is missing, of the wrong kind or has non-finite weights."""
