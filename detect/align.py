@@ -56,14 +56,16 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return (pts @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
 
 
-def transform_box(box: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+def transform_box(box: np.ndarray, matrix: np.ndarray, quarter_turned: bool = False) -> np.ndarray:
     """Carry a detector box onto the chip: its centre is mapped, its sides are scaled.
 
     The face is upright on the chip, so an upright box of the scaled size is what a detector run
-    on the chip would return (the original ran MTCNN a second time to get it).
+    on the chip would return (the original ran MTCNN a second time to get it). A face found turned
+    by 90 or 270 degrees (quarter_turned) has its box's width and height the other way round.
     """
     x1, y1, x2, y2 = np.asarray(box, dtype=np.float64)
     scale = float(np.hypot(matrix[0, 0], matrix[1, 0]))
     cx, cy = transform_points([[(x1 + x2) / 2, (y1 + y2) / 2]], matrix)[0]
-    half_w, half_h = scale * (x2 - x1) / 2, scale * (y2 - y1) / 2
+    width, height = (y2 - y1, x2 - x1) if quarter_turned else (x2 - x1, y2 - y1)
+    half_w, half_h = scale * width / 2, scale * height / 2
     return np.array([cx - half_w, cy - half_h, cx + half_w, cy + half_h], dtype=np.float32)

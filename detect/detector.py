@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from detect.orientation import check_orientation, drop_turned_duplicates
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Order of the 5 landmarks everywhere in this project. "left"/"right" are as seen in the image
@@ -38,6 +40,8 @@ class Detection:
     box: np.ndarray        # (4,) float32: x1, y1, x2, y2 in pixels of the input image
     score: float
     landmarks: np.ndarray  # (5, 2) float32: x, y per point, in LANDMARK_NAMES order
+    rotation: int = 0      # degrees the face is turned in the image (found upright in a turned copy)
+    problem: str | None = None  # why the landmarks cannot be an upright face (detect.orientation)
 
     @property
     def area(self) -> float:
@@ -114,14 +118,18 @@ class FaceDetector:
             CROP_ASPECT apart), look again in a copy with a black border of this fraction of its
             longer side. Tight face crops (UTKFace, AFAD chips) are otherwise missed. 0 disables.
         max_side: detect on a copy whose longer side is at most this (0: always full size).
+        check_orientation: look again, in turned copies, at faces whose landmarks cannot be upright
+            or whose score is low (detect.orientation); faces still implausible carry `problem`.
     """
 
     name = "base"
 
-    def __init__(self, min_face_size: int = MIN_FACE_SIZE, pad_retry: float = 0.25, max_side: int = MAX_SIDE):
+    def __init__(self, min_face_size: int = MIN_FACE_SIZE, pad_retry: float = 0.25, max_side: int = MAX_SIDE,
+                 check_orientation: bool = True):
         self.min_face_size = check_min_face_size(min_face_size)
         self.pad_retry = float(pad_retry)
         self.max_side = int(max_side)
+        self.check_orientation = bool(check_orientation)
 
     def detect(self, image: np.ndarray, color: str = "bgr") -> list[Detection]:
         """Faces in an image given as BGR (OpenCV's order, the default) or RGB.
@@ -145,6 +153,8 @@ class FaceDetector:
             for det in found:
                 det.box -= pad
                 det.landmarks -= pad
+        if self.check_orientation:
+            found = drop_turned_duplicates([check_orientation(self._run, bgr, det, min_face) for det in found])
         for det in found:
             det.box /= scale
             det.landmarks /= scale
@@ -163,8 +173,8 @@ class MTCNNDetector(FaceDetector):
     name = "mtcnn"
 
     def __init__(self, min_face_size: int = MIN_FACE_SIZE, thresholds=(0.6, 0.7, 0.8), pad_retry: float = 0.25,
-                 max_side: int = MAX_SIDE):
-        super().__init__(min_face_size, pad_retry, max_side)
+                 max_side: int = MAX_SIDE, check_orientation: bool = True):
+        super().__init__(min_face_size, pad_retry, max_side, check_orientation)
         from mtcnn import MTCNN  # imports TensorFlow; kept lazy so that light tools stay light
 
         self._mtcnn = MTCNN()
@@ -203,10 +213,10 @@ class YuNetDetector(FaceDetector):
 
     def __init__(self, min_face_size: int = MIN_FACE_SIZE, score_threshold: float = 0.6,
                  nms_threshold: float = 0.3, pad_retry: float = 0.25, max_side: int = MAX_SIDE,
-                 model_path=YUNET_MODEL):
+                 model_path=YUNET_MODEL, check_orientation: bool = True):
         import cv2
 
-        super().__init__(min_face_size, pad_retry, max_side)
+        super().__init__(min_face_size, pad_retry, max_side, check_orientation)
         model_path = Path(model_path)
         if not model_path.is_file():
             raise FileNotFoundError(f"YuNet model {model_path} not found (it ships in model/ of this project)")

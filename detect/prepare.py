@@ -63,6 +63,8 @@ class PreparedFace:
     triple: np.ndarray          # (3, 4) outer, middle, inner boxes on the chip
     pose: np.ndarray            # yaw, pitch, roll in degrees
     chip: np.ndarray = field(repr=False, default=None)  # decoded chip_jpeg
+    rotation: int = 0           # degrees the face was turned in the image
+    problem: str | None = None  # why its landmarks cannot be an upright face (then its answer is doubtful)
 
     def crops(self) -> np.ndarray:
         """(3, 64, 64, 3) uint8 BGR crops, the model's input for this face."""
@@ -77,12 +79,13 @@ def prepare_detection(image: np.ndarray, det: Detection) -> PreparedFace:
         raise RuntimeError("JPEG encoding of the chip failed")
     chip_jpeg = encoded.tobytes()
     chip_landmarks = transform_points(det.landmarks, matrix)
-    chip_box = transform_box(det.box, matrix)
+    chip_box = transform_box(det.box, matrix, quarter_turned=det.rotation in (90, 270))
     return PreparedFace(
         box=det.box.astype(np.float32), score=det.score,
         landmarks=det.landmarks.astype(np.float32), chip_jpeg=chip_jpeg, chip_box=chip_box,
         chip_landmarks=chip_landmarks, triple=triple_boxes(chip_box, chip_landmarks[2]),
-        pose=head_pose(det.landmarks, image.shape), chip=decode_chip(chip_jpeg),
+        pose=head_pose(det.landmarks, image.shape), chip=decode_chip(chip_jpeg), rotation=det.rotation,
+        problem=det.problem,
     )
 
 

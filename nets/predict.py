@@ -36,6 +36,7 @@ class FacePrediction:
     gender: str | None     # "F" or "M"; None for an age-only model
     gender_prob: float | None  # probability of that gender
     track: int | None = None   # video: the person's number, when answers are averaged over frames
+    warning: str | None = None  # why this face's answer is doubtful (landmarks not of an upright face)
 
     def to_json(self, **extra) -> dict:
         record = {**extra, "box": [round(v, 1) for v in self.box], "score": round(self.score, 4),
@@ -45,6 +46,8 @@ class FacePrediction:
                   "distribution": [round(p, 4) for p in self.distribution]}
         if self.track is not None:
             record["track"] = self.track
+        if self.warning is not None:
+            record["warning"] = self.warning
         return record
 
 
@@ -104,7 +107,7 @@ class AgeEstimator:
             results.append(FacePrediction(
                 box=face.box.tolist(), score=float(face.score), landmarks=face.landmarks.tolist(),
                 age=float(out["age"][i][0]), distribution=out["W1"][i].tolist(), gender=gender,
-                gender_prob=gender_prob))
+                gender_prob=gender_prob, warning=face.problem))
         return results
 
     def predict(self, image: np.ndarray, color: str = "bgr") -> list[FacePrediction]:
@@ -122,7 +125,9 @@ def draw_predictions(image: np.ndarray, predictions: list[FacePrediction]) -> np
         x1, y1, x2, y2 = (int(round(v)) for v in p.box)
         color = (60, 60, 230) if p.gender == "F" else (230, 120, 40) if p.gender == "M" else (60, 200, 60)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness)
-        label = f"{p.age:.0f}" + (f" {p.gender}" if p.gender else "")
+        label = f"{p.age:.0f}" + (f" {p.gender}" if p.gender else "") + (" ?" if p.warning else "")
+        if p.warning:  # a doubtful answer: grey, with a question mark
+            color = (128, 128, 128)
         scale = max(0.5, (x2 - x1) / 160)
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
         top = max(0, y1 - th - base - 4)

@@ -12,14 +12,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-
-def box_iou(a, b) -> float:
-    """Intersection over union of two x1, y1, x2, y2 boxes."""
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+from detect.orientation import box_iou
 
 
 @dataclass

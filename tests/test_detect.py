@@ -460,3 +460,60 @@ def test_padded_retry_only_for_crop_shaped_images(detector, monkeypatch):
     seen.clear()
     assert detector.detect(np.full((50, 10000, 3), 128, np.uint8)) == []
     assert seen == [(6, 1280)]  # downscaled, not padded
+
+
+# --- faces that are not upright --------------------------------------------------------------------
+
+UPRIGHT = TEMPLATE_POINTS * 0.5 + 100  # the template face, 0.5x, somewhere in an image
+
+
+@pytest.mark.parametrize("points,words", [
+    (UPRIGHT @ rotation(180).T, "eye line turned"),
+    (UPRIGHT @ rotation(90).T, "eye line turned"),
+    (UPRIGHT * [1, -1], "mouth not below the eyes"),  # mirrored top to bottom: eyes in order, mouth above
+    (np.vstack([UPRIGHT[:2], UPRIGHT[0] - [30, 0], UPRIGHT[3:]]), "nose beside the eyes"),
+    (np.tile(UPRIGHT[:1], (5, 1)), "both eyes at one point"),
+])
+def test_landmarks_that_cannot_be_an_upright_face_are_named(points, words):
+    from detect.orientation import landmark_problem
+
+    assert landmark_problem(UPRIGHT) is None
+    assert landmark_problem(UPRIGHT @ rotation(40).T) is None  # a tilted head is fine
+    problem = landmark_problem(points)
+    assert problem is not None and words in problem
+
+
+@pytest.mark.parametrize("degrees,code", [(180, cv2.ROTATE_180), (90, cv2.ROTATE_90_CLOCKWISE),
+                                          (270, cv2.ROTATE_90_COUNTERCLOCKWISE)])
+def test_a_turned_photo_gives_the_upright_face(astronaut, yunet_detector, degrees, code):
+    """YuNet finds a smaller upright-looking face in an upside-down portrait (score 0.85 here, and an
+    age of 60+): the second look in turned copies finds the real face, so the chip is the upright face."""
+    from detect.detector import YuNetDetector
+
+    upright = prepare_faces(astronaut, yunet_detector)[0]
+    turned_image = cv2.rotate(astronaut, code)
+    if degrees == 180:
+        naive = YuNetDetector(check_orientation=False).detect(turned_image)
+        assert naive and naive[0].score < 0.9  # what the check is for
+    faces = prepare_faces(turned_image, yunet_detector)
+    assert len(faces) == 1
+    face = faces[0]
+    assert face.rotation == (360 - degrees) % 360 and face.problem is None
+    # the same face: eye distance as upright, chip close to the upright chip (landmarks move a little)
+    eye = lambda f: np.linalg.norm(f.landmarks[1] - f.landmarks[0])  # noqa: E731
+    assert eye(face) == pytest.approx(eye(upright), rel=0.12)
+    assert np.abs(face.chip.astype(int) - upright.chip.astype(int)).mean() < 35
+    np.testing.assert_allclose(face.chip_box[2:] - face.chip_box[:2], upright.chip_box[2:] - upright.chip_box[:2],
+                               rtol=0.15)
+
+
+def test_unturn_points_inverts_cv2_rotate():
+    from detect.orientation import TURNS, unturn_points
+
+    square = np.zeros((40, 40, 3), np.uint8)
+    square[10, 30] = 255  # pixel at x=30, y=10
+    for degrees, code in TURNS.items():
+        turned = cv2.rotate(square, code)
+        y, x = np.argwhere(turned[:, :, 0] == 255)[0]
+        back = unturn_points(np.array([[x + 0.5, y + 0.5]]), degrees, 40)[0]  # pixel centres
+        np.testing.assert_allclose(back, [30.5, 10.5], atol=1e-4)

@@ -243,7 +243,7 @@ def test_cli_video_file(trained_gender_model, run_python, messages, astronaut_pa
                         "-o", annotated)
     assert result.returncode == 0, result.stderr[-3000:]
     faces = json_lines(result.stdout)
-    assert all("frame" in face and face["file"] == str(video) for face in faces)
+    assert all("frame" in face and face["file"] == str(video) and face["track"] >= 0 for face in faces)
     assert sorted({face["frame"] for face in faces}) == list(range(10)), [f["frame"] for f in faces]
     said = messages(result.stderr)
     assert re.search(rf"^10 frames, {len(faces)} faces, \d+(\.\d+)? frames per second", said[-1]), said

@@ -1,0 +1,160 @@
+"""nets/test.py and AgeEstimator as a demanding user meets them: the light path without TensorFlow,
+no display, bad output paths, folders full of odd entries, damaged model files, interruptions."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT
+
+TEST_PY = str(REPO_ROOT / "nets" / "test.py")
+
+
+def run_test_py(*args, env_extra=None, drop_env=(), timeout=300, cwd=REPO_ROOT):
+    env = {k: v for k, v in os.environ.items() if k not in drop_env}
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, TEST_PY, *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def test_tflite_and_yunet_need_neither_tensorflow_nor_keras(tmp_path, astronaut_path):
+    """The default path, as the API and as the CLI, in a fresh interpreter: sys.modules afterwards."""
+    script = f"""
+import json, sys
+sys.path.insert(0, {str(REPO_ROOT)!r})
+import cv2
+from nets.predict import AgeEstimator
+faces = AgeEstimator().predict(cv2.imread({str(astronaut_path)!r}))
+sys.argv = ["test.py"]
+from nets.test import main
+code = main(["-i", {str(astronaut_path)!r}, "--json", "--no-show", "-o", {str(tmp_path / 'a.jpg')!r}])
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "mtcnn"))
+print(json.dumps({{"faces": len(faces), "code": code, "heavy": heavy}}))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"faces": 1, "code": 0, "heavy": []}
+
+
+def test_without_a_display_the_demo_says_so_and_exits_0(tmp_path, astronaut_path):
+    """Without --no-show and without a display, Qt used to abort the process (exit 134) after the answer."""
+    result = run_test_py("-i", astronaut_path, "-o", tmp_path / "a.jpg", drop_env=("DISPLAY", "WAYLAND_DISPLAY"))
+    assert result.returncode == 0, result.stderr
+    assert "no display here" in result.stderr and "age" in result.stdout
+    result = run_test_py("-i", astronaut_path, "-o", tmp_path / "b.jpg", env_extra={"DISPLAY": ":87"})
+    assert result.returncode == 0 and "no X server answers on DISPLAY=:87" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("output,words", [
+    ("out.xyz", "cannot write .xyz images"), ("name_without_extension", "has no extension"),
+    ("afile/out.jpg", "is a file, not a folder"), ("photo.jpg", "is the input image itself"),
+    ("adir", "is a folder"),
+])
+def test_bad_output_paths_get_one_sentence_and_nothing_is_written(tmp_path, astronaut_path, output, words):
+    photo = tmp_path / "photo.jpg"
+    shutil.copy(astronaut_path, photo)
+    (tmp_path / "afile").write_text("a file, not a folder\n")
+    (tmp_path / "adir").mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = run_test_py("-i", photo, "-o", tmp_path / output, "--no-show", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert photo.read_bytes() == astronaut_path.read_bytes()
+
+
+@pytest.mark.parametrize("size", ["0", "-5", "9"])
+def test_smallest_face_size_below_10_is_refused(size, astronaut_path):
+    result = run_test_py("-i", astronaut_path, "--no-show", "--min-face-size", size)
+    assert result.returncode == 2 and "--min-face-size must be at least 10" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_folder_output_into_the_input_folder_is_refused(tmp_path, astronaut_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(astronaut_path, folder / "a.jpg")
+    result = run_test_py("--dir", folder, "-o", folder, "--no-show", "--json")
+    assert result.returncode == 2 and "would replace your photos" in result.stderr
+    assert (folder / "a.jpg").read_bytes() == astronaut_path.read_bytes()
+    assert result.stdout == ""
+
+
+def test_empty_folder_is_an_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run_test_py("--dir", tmp_path / "empty", "--no-show")
+    assert result.returncode == 1 and "holds no files" in result.stderr
+
+
+def test_folder_summary_accounts_for_every_entry(tmp_path, astronaut_path):
+    """Broken links, pipes, folders named like images and link loops are counted, not silently passed."""
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(astronaut_path, folder / "a.jpg")
+    (folder / "dangling.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    os.mkfifo(folder / "pipe.jpg")
+    (folder / "folder.jpg").mkdir()
+    (folder / "sub" / "loop").symlink_to(folder)  # a link back up: followed, it would never end
+    (folder / "link.jpg").symlink_to(folder / "a.jpg")
+    result = run_test_py("--dir", folder, "--no-show", "--json", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 2  # a.jpg and link.jpg
+    summary = result.stderr.strip().splitlines()[-1]
+    assert summary.startswith("5 entries in 3 folders: 2 images, 2 faces; skipped:"), summary
+    for part in ("1 broken links", "1 not regular files (pipes, sockets, devices)", "1 links to folders (not followed)"):
+        assert part in summary, summary
+
+
+def test_ctrl_c_during_a_folder_ends_with_a_summary(tmp_path, astronaut_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for k in range(300):
+        (folder / f"{k:03d}.jpg").symlink_to(astronaut_path)
+    process = subprocess.Popen([sys.executable, TEST_PY, "--dir", str(folder), "--json", "--no-show"],
+                               cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = process.stdout.readline()  # the first face is out: the loop is running
+    assert json.loads(first)["age"] > 0
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("interrupted after ") and "of 300 files" in last, last
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "text"])
+def test_damaged_tflite_files_give_one_line_not_a_crash(tmp_path, astronaut_path, damage):
+    """A truncated export used to end the process with a segmentation fault (exit 139)."""
+    shipped = (REPO_ROOT / "model" / "c3ae_utk_age_gender.float32.tflite").read_bytes()
+    model = tmp_path / "model.tflite"
+    model.write_bytes({"truncated": shipped[:len(shipped) // 2], "empty": b"", "text": b"not a model\n" * 9}[damage])
+    result = run_test_py("-i", astronaut_path, "-m", model, "--json", "--no-show", "-o", tmp_path / "o.jpg")
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and str(model) in lines[0], lines
+    assert not (tmp_path / "o.jpg").exists()
+
+
+def test_api_converts_float_and_refuses_nan_images(astronaut_path):
+    from nets.predict import AgeEstimator
+
+    estimator = AgeEstimator()
+    image = cv2.imread(str(astronaut_path))
+    as_uint8 = estimator.predict(image)
+    as_float = estimator.predict(image.astype(np.float32) / 255.0)
+    assert len(as_uint8) == len(as_float) == 1
+    assert as_float[0].age == pytest.approx(as_uint8[0].age, abs=1e-4)
+    broken = image.astype(np.float32)
+    broken[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        estimator.predict(broken)
