@@ -4,6 +4,11 @@ Inputs are cut into chunks of `chunk_size` images; chunk k becomes `<source>_<k>
 a chunk holds at most chunk_size faces) plus `<source>_<k>.meta.json`, its completion record.
 Both are written to a temporary name and renamed, so a chunk is never half-written. A rerun
 skips every chunk whose record matches the same inputs and settings, and redoes the rest.
+
+Before its first chunk a run writes `<source>_run.json`: the input, the options that shape the
+chunks and a digest of the item list. A run never deletes or overwrites data it did not make: when
+dest holds that source's files from a different command, or from a run that left no such record,
+it is refused before anything is written.
 """
 from __future__ import annotations
 
@@ -12,13 +17,14 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+import re
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from detect.detector import DEFAULT_DETECTOR, DETECTORS, MIN_FACE_SIZE, check_min_face_size
-from preprocessing.sources import Item, read_source
+from preprocessing.sources import Item, SourceError, read_source
 
 MULTI_FACE_POLICIES = ("largest", "skip")
 
@@ -66,14 +72,67 @@ def process_item(item: Item):
         return None, "no face found"
     if len(faces) > 1 and _settings.multi_face == "skip":
         return None, "several faces"
+    if faces[0].problem:  # an upside-down or profile face would teach the model nonsense
+        return None, "landmarks not of an upright face"
     return face_to_row(faces[0], item.name, item.age, item.gender, len(faces), _settings.detector), None
 
 
-def _signature(items: list[Item], settings: Settings) -> str:
-    digest = hashlib.sha1(json.dumps(asdict(settings), sort_keys=True).encode())
+def _signature(items: list[Item], settings: Settings | None = None) -> str:
+    """A digest of the items' paths and labels, and of the settings when given (a chunk's record)."""
+    digest = hashlib.sha1(json.dumps(asdict(settings), sort_keys=True).encode() if settings else b"")
     for item in items:
         digest.update(f"{item.path}|{item.age}|{item.gender}\n".encode())
     return digest.hexdigest()
+
+
+class DestinationInUse(ValueError):
+    """dest holds a source's data that this run did not make; it is left as it is."""
+
+
+# run record key -> how people name it on the command line
+RECORD_OPTIONS = {"input": "-i", "limit": "--limit", "chunk_size": "--chunk-size",
+                  "detector": "--detector", "min_face_size": "--min-face-size", "multi_face": "--multi-face"}
+
+
+def run_record(source: str, input_path, items: list[Item], limit, chunk_size: int, settings: Settings) -> dict:
+    """What decides the chunks of a run: compared with `<source>_run.json` before anything is written."""
+    return {"source": source, "input": str(Path(input_path).absolute()), "limit": limit,
+            "chunk_size": chunk_size, **asdict(settings), "inputs": len(items),
+            "items": _signature(items)}
+
+
+def source_outputs(dest: Path, source: str) -> list[Path]:
+    """The files a run of `source` leaves in dest (its run record aside)."""
+    name = re.compile(rf"{re.escape(source)}_(\d+\.feather|\d+\.meta\.json|summary\.json|skipped\.csv)")
+    return sorted(p for p in dest.iterdir() if name.fullmatch(p.name)) if dest.is_dir() else []
+
+
+def check_dest(dest: Path, record: dict):
+    """Raise DestinationInUse unless every file of the source in dest was made by this same command."""
+    source = record["source"]
+    if dest.exists() and not dest.is_dir():
+        raise DestinationInUse(f"{dest} is a file, not a folder for the feather files")
+    outputs = source_outputs(dest, source)
+    if not outputs:  # nothing to lose: a new dest, or a run stopped before its first chunk
+        return
+    remedy = f"use another -d, or remove {dest / source}_* yourself to start over"
+    try:
+        earlier = json.loads((dest / f"{source}_run.json").read_text())
+    except (OSError, ValueError):
+        earlier = None
+    if not isinstance(earlier, dict):
+        raise DestinationInUse(f"{dest} already holds {len(outputs)} {source} file(s) such as "
+                               f"{outputs[0].name} from a run that left no record of its inputs "
+                               f"({source}_run.json); {remedy}")
+    differences = [option for key, option in RECORD_OPTIONS.items() if earlier.get(key) != record[key]]
+    if not differences and earlier.get("items") != record["items"]:
+        differences.append("the images or labels read from the input")
+    if differences:
+        made_with = " ".join(f"{option} {earlier.get(key)}" for key, option in RECORD_OPTIONS.items()
+                             if earlier.get(key) is not None)
+        raise DestinationInUse(f"{dest} already holds {source} data of {earlier.get('inputs')} images "
+                               f"made with {made_with}, and this run differs in {', '.join(differences)}; "
+                               f"{remedy}")
 
 
 def _atomic_write(path: Path, write):
@@ -107,12 +166,23 @@ def build_source(source: str, input_path, dest="dataset/data", workers: int | No
         raise ValueError(f"detector must be one of {DETECTORS}, not {settings.detector!r}")
     if chunk_size < 1:
         raise ValueError("chunk size must be at least 1")
+    if limit is not None and (isinstance(limit, bool) or limit < 1):
+        raise ValueError(f"the limit must be a number of inputs of at least 1, not {limit}")
     workers = max(1, int(workers or os.cpu_count() or 1))
     items, label_skips = read_source(source, input_path)
     if limit is not None:
         items = items[:limit]
+    if not items:
+        why = ""
+        if label_skips:
+            path, reason = label_skips[0]
+            why = f" (all {len(label_skips)} inputs skipped, e.g. {path}: {reason})"
+        raise SourceError(f"no images to prepare in {input_path}{why}")
     dest = Path(dest)
+    record = run_record(source, input_path, items, limit, chunk_size, settings)
+    check_dest(dest, record)
     dest.mkdir(parents=True, exist_ok=True)
+    _atomic_write(dest / f"{source}_run.json", lambda p: p.write_text(json.dumps(record, indent=2)))
     started = time.time()
     chunks = [items[i:i + chunk_size] for i in range(0, len(items), chunk_size)]
     reasons, image_skips, written, reused = Counter(), [], 0, 0
@@ -155,12 +225,6 @@ def build_source(source: str, input_path, dest="dataset/data", workers: int | No
         bar.close()
         if pool is not None:
             pool.terminate()
-    # Chunks left over from an earlier, longer run of the same source would be read as data.
-    for stale in dest.glob(f"{source}_*.feather"):
-        suffix = stale.stem.rsplit("_", 1)[-1]
-        if suffix.isdigit() and int(suffix) >= len(chunks):
-            stale.unlink()
-            (dest / f"{source}_{suffix}.meta.json").unlink(missing_ok=True)
     for _, reason in label_skips:
         reasons[reason] += 1
     summary = {

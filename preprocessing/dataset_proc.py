@@ -15,24 +15,36 @@ from preprocessing.build import MULTI_FACE_POLICIES, Settings, build_source  # n
 from preprocessing.sources import DEFAULT_INPUTS, READERS, SourceError  # noqa: E402
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    """Each option's help says its default once (hence no ArgumentDefaultsHelpFormatter)."""
+    parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--source", required=True, choices=sorted(READERS),
                         help="data set kind; csv reads a LABELS.csv with columns path,age,gender")
-    parser.add_argument("-i", "--input", help="folder (or .mat / .csv file) of the data set; "
-                        "default: the usual place under dataset/ (see dataset/README.md)")
-    parser.add_argument("-d", "--dest", default="dataset/data", help="folder for the feather files")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N inputs (quick runs)")
-    parser.add_argument("--chunk-size", type=int, default=5000, help="images per feather file")
+    parser.add_argument("-i", "--input", help="folder (or .mat / .csv file) of the data set "
+                        "(default: the usual place under dataset/, see dataset/README.md)")
+    parser.add_argument("-d", "--dest", default="dataset/data",
+                        help="folder for the feather files (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes (default: the number of CPU cores)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="only the first N inputs, for quick runs (default: all)")
+    parser.add_argument("--chunk-size", type=int, default=5000,
+                        help="images per feather file (default: %(default)s)")
     parser.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR,
-                        help="face detector: yunet (fast, OpenCV) or mtcnn (the original's, TensorFlow)")
-    parser.add_argument("--min-face-size", type=int, default=MIN_FACE_SIZE, help="smallest face in pixels")
+                        help="face detector: yunet (fast, OpenCV) or mtcnn (the original's, TensorFlow) "
+                             "(default: %(default)s)")
+    parser.add_argument("--min-face-size", type=int, default=MIN_FACE_SIZE,
+                        help="smallest face in pixels (default: %(default)s)")
     parser.add_argument("--multi-face", choices=MULTI_FACE_POLICIES, default="largest",
                         help="several faces in one image: keep the largest, or skip the image "
-                             "(the original's behaviour)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser.parse_args(argv)
+                             "as the original did (default: %(default)s)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="hide the progress bar (default: shown)")
+    return parser
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def main(argv=None) -> int:

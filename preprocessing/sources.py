@@ -10,6 +10,7 @@ import datetime as dt
 import math
 import os
 import re
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,7 @@ def _keep(items, skipped, path: Path, root: Path, age, gender):
 
 
 def _require_dir(root: Path, what: str) -> Path:
+    root = root.absolute()  # item paths are then the same however -i was spelled
     if not root.exists():
         raise SourceError(f"input {root} does not exist")
     if not root.is_dir():
@@ -62,22 +64,51 @@ def matlab_age(dob: float, photo_taken: int) -> int:
     return int(photo_taken) - birth.year - (1 if birth.month >= 7 else 0)
 
 
+MAT_NUMBER_FIELDS = ("dob", "photo_taken", "gender", "face_score", "second_face_score")
+
+
+def _load_mat_struct(mat_path: Path, name: str):
+    """The 1x1 struct `name` of a wiki.mat / imdb.mat, or a SourceError saying what is wrong."""
+    import scipy.io
+
+    try:
+        contents = scipy.io.loadmat(str(mat_path))
+    except NotImplementedError as exc:  # scipy's word for MATLAB v7.3 (HDF5) files
+        raise SourceError(f"{mat_path} is a MATLAB v7.3 file, which cannot be read here; "
+                          f"use the original {name}.mat (MATLAB v5)") from exc
+    except Exception as exc:  # scipy raises many kinds for a damaged file
+        raise SourceError(f"{mat_path} is not a MATLAB .mat file, or it is damaged") from exc
+    if name not in contents:
+        held = ", ".join(k for k in contents if not k.startswith("__")) or "nothing"
+        raise SourceError(f"{mat_path} has no '{name}' structure (it holds: {held})")
+    struct = contents[name]
+    if struct.dtype.names is None or struct.size != 1:
+        raise SourceError(f"{mat_path}: '{name}' is not a structure of fields like full_path and dob")
+    missing = [f for f in ("full_path", *MAT_NUMBER_FIELDS) if f not in struct.dtype.names]
+    if missing:
+        raise SourceError(f"{mat_path}: the '{name}' structure lacks the field(s) {', '.join(missing)}")
+    return struct.flat[0]
+
+
 def read_mat_source(root: Path, name: str):
     """wiki_crop/wiki.mat or imdb_crop/imdb.mat (root may be the folder or the .mat file)."""
     import numpy as np
-    import scipy.io
 
-    root = Path(root)
+    root = Path(root).absolute()
     mat_path = root if root.suffix == ".mat" else root / f"{name}.mat"
     if not mat_path.exists():
         raise SourceError(f"{mat_path} not found: --source {name} needs the folder holding {name}.mat")
+    meta = _load_mat_struct(mat_path, name)
     try:
-        meta = scipy.io.loadmat(str(mat_path))[name][0, 0]
         full_path = [str(p[0]) for p in meta["full_path"][0]]
-        columns = {k: np.asarray(meta[k][0], dtype=float)
-                   for k in ("dob", "photo_taken", "gender", "face_score", "second_face_score")}
-    except Exception as exc:  # scipy raises many kinds for a damaged file
-        raise SourceError(f"{mat_path} is not a valid {name} .mat file ({exc})") from exc
+    except (IndexError, TypeError, ValueError) as exc:
+        raise SourceError(f"{mat_path}: the field full_path of '{name}' is not a row of file names") from exc
+    columns = {}
+    for field in MAT_NUMBER_FIELDS:
+        try:
+            columns[field] = np.asarray(meta[field][0], dtype=float)
+        except (IndexError, TypeError, ValueError) as exc:
+            raise SourceError(f"{mat_path}: the field {field} of '{name}' is not a row of numbers") from exc
     if any(len(v) != len(full_path) for v in columns.values()):
         raise SourceError(f"{mat_path}: its fields have different lengths")
     image_root = mat_path.parent
@@ -153,33 +184,62 @@ def read_asia(root: Path):
 _GENDER_WORDS = {"0": 0, "1": 1, "f": 0, "m": 1, "female": 0, "male": 1, "": UNKNOWN_GENDER}
 
 
+def _csv_rows(csv_path: Path):
+    """(line number, row dict) of each data row; utf-8-sig also reads Excel's "CSV UTF-8" (BOM first)."""
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            missing = {"path", "age"} - set(reader.fieldnames or [])
+            if missing:
+                raise SourceError(f"{csv_path} lacks the column(s) {', '.join(sorted(missing))}; "
+                                  "expected path,age,gender")
+            return [(reader.line_num, row) for row in reader]
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"{csv_path} is not UTF-8 text; save it as UTF-8 (in Excel: CSV UTF-8)") from exc
+    except csv.Error as exc:
+        raise SourceError(f"{csv_path} is not a readable CSV file ({exc})") from exc
+
+
 def read_csv_labels(csv_path: Path):
-    """A CSV with columns path,age,gender (paths relative to the CSV; gender 0/1 or F/M, may be empty)."""
-    csv_path = Path(csv_path)
+    """A CSV with columns path,age,gender (paths relative to the CSV; gender 0/1 or F/M, may be empty).
+
+    A path listed several times with the same labels is kept once; a path listed with different
+    labels is skipped altogether, since one face must not carry two labels (nor land on both sides
+    of a split).
+    """
+    csv_path = Path(csv_path).absolute()
     if not csv_path.is_file():
         raise SourceError(f"{csv_path} not found: --source csv needs -i LABELS.csv")
     root = csv_path.parent
-    items, skipped = [], []
-    with open(csv_path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"path", "age"} - set(reader.fieldnames or [])
-        if missing:
-            raise SourceError(f"{csv_path} lacks the column(s) {', '.join(sorted(missing))}; "
-                              "expected path,age,gender")
-        for row in reader:
-            path = (root / (row.get("path") or "")).resolve()
-            try:
-                age = float(row["age"])
-            except (TypeError, ValueError):
-                skipped.append((str(path), f"age {row.get('age')!r} is not a number"))
-                continue
-            gender = _GENDER_WORDS.get((row.get("gender") or "").strip().lower())
-            if gender is None:
-                skipped.append((str(path), f"gender {row.get('gender')!r} is not 0/1 or F/M"))
-                continue
-            if not _age_ok(age):
-                skipped.append((str(path), f"age {age} outside {MIN_AGE}..{MAX_AGE}"))
-                continue
+    labelled, skipped = [], []  # labelled: (line, path, age, gender)
+    for line, row in _csv_rows(csv_path):
+        path = (root / (row.get("path") or "")).resolve()
+        try:
+            age = float(row["age"])
+        except (TypeError, ValueError):
+            skipped.append((str(path), f"age {row.get('age')!r} is not a number"))
+            continue
+        gender = _GENDER_WORDS.get((row.get("gender") or "").strip().lower())
+        if gender is None:
+            skipped.append((str(path), f"gender {row.get('gender')!r} is not 0/1 or F/M"))
+            continue
+        if not _age_ok(age):
+            skipped.append((str(path), f"age {age} outside {MIN_AGE}..{MAX_AGE}"))
+            continue
+        labelled.append((line, path, age, gender))
+
+    lines, labels = defaultdict(list), defaultdict(set)
+    for line, path, age, gender in labelled:
+        lines[path].append(line)
+        labels[path].add((age, gender))
+    items = []
+    for line, path, age, gender in labelled:
+        if len(labels[path]) > 1:
+            listed = ", ".join(map(str, lines[path]))
+            skipped.append((str(path), f"conflicting labels in {csv_path.name} (lines {listed})"))
+        elif line != lines[path][0]:
+            skipped.append((str(path), f"same labels as line {lines[path][0]} of {csv_path.name}"))
+        else:
             items.append(Item(str(path), age, gender, os.path.relpath(path, root)))
     return items, skipped
 

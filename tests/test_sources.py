@@ -148,19 +148,44 @@ def test_missing_mat_raises_source_error_with_path(tmp_path):
         read_source("imdb", tmp_path)
 
 
-def test_garbage_mat_raises_source_error_with_path(tmp_path):
+@pytest.mark.parametrize("content", [b"this is not a MATLAB file at all\x00\x01\x02" * 20, b""],
+                         ids=["garbage", "empty"])
+def test_garbage_mat_raises_source_error_with_path(tmp_path, content):
     mat = tmp_path / "wiki.mat"
-    mat.write_bytes(b"this is not a MATLAB file at all\x00\x01\x02" * 20)
+    mat.write_bytes(content)
     with pytest.raises(SourceError) as err:
         read_mat_source(tmp_path, "wiki")
     assert str(mat) in str(err.value)
+    assert "is not a MATLAB .mat file" in str(err.value)
 
 
 def test_mat_with_the_wrong_struct_raises_source_error(tmp_path):
     mat = write_mat(tmp_path / "wiki.mat", "imdb")  # struct named imdb in wiki.mat
     with pytest.raises(SourceError) as err:
         read_mat_source(mat, "wiki")
-    assert str(mat) in str(err.value)
+    assert str(err.value) == f"{mat} has no 'wiki' structure (it holds: imdb)"
+
+
+def test_mat_errors_name_the_missing_or_malformed_field(tmp_path):
+    mat = tmp_path / "imdb.mat"
+    scipy.io.savemat(str(mat), {"imdb": {"full_path": np.array([["a.jpg"]], dtype=object),
+                                         "dob": np.array([[700000.0]])}})
+    with pytest.raises(SourceError) as err:
+        read_mat_source(mat, "imdb")
+    assert str(err.value) == (f"{mat}: the 'imdb' structure lacks the field(s) "
+                              "photo_taken, gender, face_score, second_face_score")
+
+    scipy.io.savemat(str(mat), {"imdb": np.array([[1.0, 2.0]])})  # numbers, not a struct
+    with pytest.raises(SourceError) as err:
+        read_mat_source(mat, "imdb")
+    assert str(mat) in str(err.value) and "is not a structure" in str(err.value)
+
+    fields = {f: np.array([[1.0]]) for f in ("photo_taken", "gender", "face_score", "second_face_score")}
+    scipy.io.savemat(str(mat), {"imdb": {**fields, "full_path": np.array([["a.jpg"]], dtype=object),
+                                         "dob": np.array([["not a date"]], dtype=object)}})
+    with pytest.raises(SourceError) as err:
+        read_mat_source(mat, "imdb")
+    assert str(err.value) == f"{mat}: the field dob of 'imdb' is not a row of numbers"
 
 
 def test_mat_with_fields_of_different_lengths_raises(tmp_path):
@@ -213,6 +238,16 @@ def test_utk_missing_or_not_a_folder(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert read_utk(empty) == ([], [])
+
+
+def test_item_paths_are_absolute_however_the_input_is_spelled(tmp_path, monkeypatch):
+    touch(tmp_path / "UTK" / "20_0_0_x.jpg")
+    touch(tmp_path / "UTK" / "notes.txt")
+    monkeypatch.chdir(tmp_path)
+    relative = read_utk(Path("UTK"))
+    assert relative == read_utk(tmp_path / "UTK")
+    assert Path(relative[0][0].path) == tmp_path / "UTK" / "20_0_0_x.jpg"
+    assert Path(relative[1][0][0]) == tmp_path / "UTK" / "notes.txt"
 
 
 # --- AFAD ------------------------------------------------------------------------------------
@@ -315,6 +350,53 @@ def test_csv_labels_genders_and_bad_rows(tmp_path):
     assert "gender" in reasons["bad_gender.jpg"] and "X" in reasons["bad_gender.jpg"]
     assert "gender" in reasons["gender_two.jpg"]
     assert "outside" in reasons["too_old.jpg"] and "outside" in reasons["negative.jpg"]
+
+
+def test_csv_duplicate_rows_kept_once_and_conflicting_paths_skipped(tmp_path):
+    labels = write_csv(tmp_path / "LABELS.csv", "\n".join([
+        "path,age,gender",
+        "img/same.jpg,40,M",          # line 2
+        "img/other.jpg,20,F",         # line 3
+        "img/same.jpg,40.0,male",     # line 4: the same labels written differently
+        "img/./same.jpg,40,1",        # line 5: the same file, spelled differently
+        "img/torn.jpg,40,M",          # line 6
+        "img/torn.jpg,40,M",          # line 7
+        "img/torn.jpg,41,F",          # line 8
+        "img/../img/torn.jpg,40,",    # line 9: unknown gender is a label too
+        "img/bad.jpg,abc,M",          # line 10: not a label, skipped for its own reason
+        "img/bad.jpg,30,F",           # line 11
+    ]) + "\n")
+    items, skipped = read_csv_labels(labels)
+
+    assert [(i.name, i.age, i.gender) for i in items] == [
+        (str(Path("img/same.jpg")), 40.0, 1), (str(Path("img/other.jpg")), 20.0, 0),
+        (str(Path("img/bad.jpg")), 30.0, 0)]
+    by_reason = sorted((Path(p).name, r) for p, r in skipped)
+    assert by_reason == [
+        ("bad.jpg", "age 'abc' is not a number"),
+        ("same.jpg", "same labels as line 2 of LABELS.csv"),
+        ("same.jpg", "same labels as line 2 of LABELS.csv"),
+        *[("torn.jpg", "conflicting labels in LABELS.csv (lines 6, 7, 8, 9)")] * 4,
+    ]
+    # every row is accounted for: kept or skipped with a reason
+    assert len(items) + len(skipped) == 10
+
+
+def test_csv_saved_by_excel_with_a_byte_order_mark(tmp_path):
+    labels = tmp_path / "LABELS.csv"
+    labels.write_text("path,age,gender\r\nimg/a.jpg,30,F\r\n", encoding="utf-8-sig")
+    assert labels.read_bytes().startswith(b"\xef\xbb\xbf")
+    items, skipped = read_csv_labels(labels)
+    assert [(i.name, i.age, i.gender) for i in items] == [(str(Path("img/a.jpg")), 30.0, 0)]
+    assert skipped == []
+
+
+def test_csv_not_utf8_names_the_file(tmp_path):
+    labels = tmp_path / "LABELS.csv"
+    labels.write_bytes("path,age,gender\nimg/Jos\u00e9.jpg,30,M\n".encode("latin-1"))
+    with pytest.raises(SourceError) as err:
+        read_csv_labels(labels)
+    assert str(err.value) == f"{labels} is not UTF-8 text; save it as UTF-8 (in Excel: CSV UTF-8)"
 
 
 def test_csv_without_gender_column_means_unknown(tmp_path):
