@@ -43,8 +43,8 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     return image
 
 
-def decode_chip(jpeg: bytes) -> np.ndarray:
-    chip = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
+def decode_chip(jpeg: bytes, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
+    chip = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), flags)
     if chip is None:
         raise ValueError("stored chip is not a decodable JPEG")
     return chip

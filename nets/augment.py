@@ -1,4 +1,5 @@
-"""Training-time augmentation of one face, applied to its chip and its three crops together."""
+"""Training-time augmentation of one face, applied to its chip and its three crops together, and
+the degradations of real photos (grey, colour cast, low resolution, JPEG) that it and `-test` use."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,6 +8,39 @@ import cv2
 import numpy as np
 
 from detect import CHIP_SIZE, crop_triple
+
+
+# --- what real photos do to a face: each takes and returns a uint8 BGR chip ----------------------
+
+def grayscale(chip: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(cv2.cvtColor(chip, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+
+
+def color_cast(chip: np.ndarray, gains) -> np.ndarray:
+    """Each of B, G, R multiplied by its gain (a tint, as of old prints or a white balance gone wrong)."""
+    return np.clip(chip.astype(np.float32) * np.asarray(gains, np.float32), 0, 255).astype(np.uint8)
+
+
+def down_up(chip: np.ndarray, factor: float) -> np.ndarray:
+    """Shrunk by `factor` and enlarged back: the detail of a face that had 1/factor of the pixels."""
+    small = max(1, int(round(chip.shape[0] / factor)))
+    reduced = cv2.resize(chip, (small, small), interpolation=cv2.INTER_AREA)
+    return cv2.resize(reduced, (chip.shape[1], chip.shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def jpeg(chip: np.ndarray, quality: int) -> np.ndarray:
+    ok, encoded = cv2.imencode(".jpg", chip, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+
+
+# The degraded copies of the validation faces that `-test` reports (robustness as a number).
+DEGRADATIONS = {
+    "grayscale": grayscale,
+    "4x down-and-up": lambda chip: down_up(chip, 4),
+    "JPEG quality 30": lambda chip: jpeg(chip, 30),
+}
 
 
 @dataclass(frozen=True)
@@ -18,6 +52,24 @@ class AugmentConfig:
     contrast: tuple = (0.5, 2.5)      # alpha
     brightness: float = 50.0          # beta in +-brightness
     rotation: float = 15.0            # degrees
+    # what real photos do (--robust): each with its probability, per face
+    grayscale_prob: float = 0.0
+    cast_prob: float = 0.0
+    cast_gain: float = 0.2            # each channel's gain in 1 +- this
+    low_res_prob: float = 0.0
+    low_res_factor: tuple = (1.5, 5.0)
+    jpeg_prob: float = 0.0
+    jpeg_quality: tuple = (20, 90)
+    box_jitter_prob: float = 0.0      # the triple box moved and scaled as a detector's box jitters
+    box_shift: float = 0.03           # standard deviation, in box sides
+    box_scale: float = 0.05           # standard deviation of the log scale
+
+    @classmethod
+    def robust(cls, erase_prob: float = 0.2) -> "AugmentConfig":
+        """The augmentation for photos beyond clean chips (--robust): grey, tints, low resolution,
+        JPEG, box jitter, on top of the original's."""
+        return cls(erase_prob=erase_prob, grayscale_prob=0.15, cast_prob=0.2, low_res_prob=0.25, jpeg_prob=0.25,
+                   box_jitter_prob=0.5)
 
 
 def random_erase(crop: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> None:
@@ -32,14 +84,43 @@ def random_erase(crop: np.ndarray, rng: np.random.Generator, config: AugmentConf
     crop[y:y + h, x:x + w] = rng.integers(0, 256, size=(h, w, crop.shape[2]), dtype=np.uint8)
 
 
+def jitter_boxes(triple: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
+    """The three boxes shifted and scaled together about their centres, as a jittering detector
+    box and landmarks move them."""
+    triple = np.asarray(triple, np.float32).reshape(3, 4)
+    side = float(triple[2, 2] - triple[2, 0])  # the inner box: the face's width
+    shift = rng.normal(0, config.box_shift, 2) * side
+    scale = float(np.exp(rng.normal(0, config.box_scale)))
+    centres = (triple[:, :2] + triple[:, 2:]) / 2
+    halves = (triple[:, 2:] - triple[:, :2]) / 2 * scale
+    return np.concatenate([centres + shift - halves, centres + shift + halves], axis=1).astype(np.float32)
+
+
+def degrade(chip: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
+    """The photo degradations of config, each drawn with its probability."""
+    if rng.random() < config.grayscale_prob:
+        chip = grayscale(chip)
+    if rng.random() < config.cast_prob:
+        chip = color_cast(chip, 1 + rng.uniform(-config.cast_gain, config.cast_gain, 3))
+    if rng.random() < config.low_res_prob:
+        chip = down_up(chip, rng.uniform(*config.low_res_factor))
+    if rng.random() < config.jpeg_prob:
+        chip = jpeg(chip, rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1))
+    return chip
+
+
 def augmented_crops(chip: np.ndarray, triple: np.ndarray, rng: np.random.Generator,
                     config: AugmentConfig) -> np.ndarray:
     """The three crops of a face with one photometric or geometric change shared by all three,
-    a horizontal flip, and random erasing inside each crop.
+    the photo degradations and box jitter of config, a horizontal flip, and random erasing inside
+    each crop.
 
     Flipping the three crops equals flipping the chip and mirroring the boxes (x -> W - x), so the
     crops stay consistent with each other.
     """
+    chip = degrade(chip, rng, config)
+    if rng.random() < config.box_jitter_prob:
+        triple = jitter_boxes(triple, rng, config)
     choice = rng.integers(3)  # 0: contrast/brightness, 1: rotation, 2: nothing
     if choice == 1:
         angle = rng.uniform(-config.rotation, config.rotation)

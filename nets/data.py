@@ -73,11 +73,102 @@ class Split:
     val: pd.DataFrame
 
 
-def make_or_load_split(rows: pd.DataFrame, split_path, val_split: float = 0.2, seed: int = 2019,
-                       log=print) -> Split:
-    """Random split by face with a seed, saved as JSON (the keys of each side) and reused after.
+NEAR_DUPLICATE_DIFFERENCE = 8.0  # mean grey-level difference of 32x32 thumbnails; copies measured 1-8, other faces 15+
 
-    A saved split is always honoured: rows it does not list (new data) are left out, with a note.
+
+def duplicate_groups(rows: pd.DataFrame, max_difference: float = NEAR_DUPLICATE_DIFFERENCE):
+    """A group number per face, equal for copies of one photo, and a report of what was found.
+
+    Copies are byte-identical chips (the same photo under two names prepares to the same bytes),
+    or near-duplicates: chips with the same 64-bit difference hash whose 32x32 grey thumbnails
+    differ by less than max_difference grey levels on average (a photo saved again or resized;
+    faces of different people that share a hash differ by 15 or more).
+    """
+    import hashlib
+
+    import cv2
+
+    jpegs = rows["image"].to_numpy()
+    parent = np.arange(len(rows))
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(i, j):
+        parent[root(i)] = root(j)
+
+    first_of, buckets, thumbs = {}, {}, {}
+    exact_pairs = near_pairs = 0
+    for i, jpeg in enumerate(jpegs):
+        digest = hashlib.sha1(jpeg).digest()
+        if digest in first_of:
+            union(i, first_of[digest])
+            exact_pairs += 1
+            continue
+        first_of[digest] = i
+        gray = decode_chip(jpeg, cv2.IMREAD_GRAYSCALE)
+        small = cv2.resize(gray, (9, 8), interpolation=cv2.INTER_AREA)
+        thumbs[i] = cv2.resize(gray, (32, 32), interpolation=cv2.INTER_AREA).astype(np.int16)
+        buckets.setdefault(np.packbits(small[:, 1:] > small[:, :-1]).tobytes(), []).append(i)
+    for members in buckets.values():
+        for a, i in enumerate(members):
+            for j in members[a + 1:]:
+                if root(i) != root(j) and np.abs(thumbs[i] - thumbs[j]).mean() < max_difference:
+                    union(i, j)
+                    near_pairs += 1
+    groups = np.array([root(i) for i in range(len(rows))])
+    _, sizes = np.unique(groups, return_counts=True)
+    report = {"byte_identical_copies": int(exact_pairs), "near_duplicate_pairs": int(near_pairs),
+              "groups_with_copies": int((sizes > 1).sum()), "faces_in_them": int(sizes[sizes > 1].sum())}
+    return groups, report
+
+
+def grouped_split(rows: pd.DataFrame, val_split: float, seed: int, keep: dict | None = None):
+    """Train and validation row indices: copies of one photo on one side only, and each side with
+    the same mix of source and age decade (scikit-learn's StratifiedGroupKFold, the first of
+    round(1 / val_split) folds is the validation side).
+
+    keep: an earlier split ({"train": keys, "val": keys}) whose faces stay on their side, so that a
+    model trained on its training side and fine-tuned here is validated on faces it never saw. A
+    photo with a copy on the earlier training side goes to training whole.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    groups, report = duplicate_groups(rows)
+    sources = rows["key"].str.split(":", n=1).str[0].to_numpy()
+    decades = np.minimum(rows["age"].to_numpy() // 10, 9).astype(int)
+    strata = np.char.add(sources.astype(str), decades.astype(str))
+    forced = np.zeros(len(rows), dtype=np.int8)  # 0 free, 1 training, 2 validation
+    if keep:
+        keys = rows["key"].to_numpy()
+        in_train, in_val = np.isin(keys, list(keep["train"])), np.isin(keys, list(keep["val"]))
+        train_groups = set(groups[in_train])
+        val_groups = set(groups[in_val]) - train_groups
+        forced[np.isin(groups, list(train_groups))] = 1
+        forced[np.isin(groups, list(val_groups))] = 2
+        report["kept_from_earlier_split"] = {"train": int((forced == 1).sum()), "val": int((forced == 2).sum()),
+                                             "val_moved_to_train_with_their_copies": int((in_val & (forced == 1)).sum())}
+    free = np.flatnonzero(forced == 0)
+    train_idx, val_idx = np.flatnonzero(forced == 1), np.flatnonzero(forced == 2)
+    if len(free):
+        folds = max(2, int(round(1 / val_split)))
+        splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+        free_train, free_val = next(splitter.split(np.zeros(len(free)), strata[free], groups[free]))
+        train_idx, val_idx = np.concatenate([train_idx, free[free_train]]), np.concatenate([val_idx, free[free_val]])
+    return np.sort(train_idx), np.sort(val_idx), report
+
+
+def make_or_load_split(rows: pd.DataFrame, split_path, val_split: float = 0.2, seed: int = 2019,
+                       log=print, keep_path=None) -> Split:
+    """A split by photo, saved as JSON (the keys of each side) and reused after.
+
+    A new split keeps copies of one photo together (duplicate_groups) and stratifies by source
+    and age decade (grouped_split); with keep_path, the faces of that earlier split stay on their
+    side. A saved split is always honoured, also an older one made at random by face: rows it
+    does not list (new data) are left out, with a note.
     """
     split_path = Path(split_path)
     if split_path.exists():
@@ -91,15 +182,21 @@ def make_or_load_split(rows: pd.DataFrame, split_path, val_split: float = 0.2, s
                      rows[rows["key"].isin(val_keys)].reset_index(drop=True))
     if not 0 < val_split < 1:
         raise ValueError("--val-split must be between 0 and 1")
-    order = np.random.default_rng(seed).permutation(len(rows))
-    n_val = max(1, int(round(val_split * len(rows))))
-    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+    if len(rows) < 2:
+        raise ValueError(f"{len(rows)} face(s) cannot be split into training and validation")
+    keep = json.loads(Path(keep_path).read_text()) if keep_path else None
+    train_idx, val_idx, report = grouped_split(rows, val_split, seed, keep)
     split = Split(rows.iloc[train_idx].reset_index(drop=True), rows.iloc[val_idx].reset_index(drop=True))
     split_path.parent.mkdir(parents=True, exist_ok=True)
-    split_path.write_text(json.dumps({"seed": seed, "val_split": val_split,
-                                      "train": split.train["key"].tolist(),
-                                      "val": split.val["key"].tolist()}))
-    log(f"saved a new split to {split_path}: {len(split.train)} train, {len(split.val)} val faces")
+    split_path.write_text(json.dumps({
+        "seed": seed, "val_split": val_split,
+        "method": "StratifiedGroupKFold: copies of a photo kept together, stratified by source and age decade"
+                  + (f"; the sides of {Path(keep_path).name} kept" if keep_path else ""),
+        "duplicates": report, "train": split.train["key"].tolist(), "val": split.val["key"].tolist()}))
+    log(f"saved a new split to {split_path}: {len(split.train)} train, {len(split.val)} val faces; "
+        f"{report['groups_with_copies']} photos with copies ({report['faces_in_them']} faces: "
+        f"{report['byte_identical_copies']} byte-identical, {report['near_duplicate_pairs']} near-duplicate pairs) "
+        "kept on one side")
     return split
 
 
@@ -134,12 +231,13 @@ class ChipStore:
             self.decoded[i] = True
         return self.cache[i]
 
-    def crops(self, indices=None, rng=None, augment: AugmentConfig | None = None) -> np.ndarray:
-        """(N, 3, 64, 64, 3) uint8 crops (all rows, or `indices`), augmented when `augment` is set."""
+    def crops(self, indices=None, rng=None, augment: AugmentConfig | None = None, degrade=None) -> np.ndarray:
+        """(N, 3, 64, 64, 3) uint8 crops (all rows, or `indices`), augmented when `augment` is set;
+        degrade(chip) -> chip changes every chip first (the degraded copies of -test)."""
         indices = range(len(self)) if indices is None else indices
         out = np.empty((len(indices), 3, CROP_SIZE, CROP_SIZE, 3), np.uint8)
         for n, i in enumerate(indices):
-            chip = self.chip(i)
+            chip = self.chip(i) if degrade is None else degrade(self.chip(i))
             out[n] = augmented_crops(chip, self.triples[i], rng, augment) if augment \
                 else crop_triple(chip, self.triples[i])
         return out

@@ -1,4 +1,5 @@
-"""Evaluation on the saved validation split: MAE, CS(5), MAE per decade, gender accuracy, plots."""
+"""Evaluation on the saved validation split: MAE, CS(5), MAE per decade, gender accuracy, for all
+faces and for each source, on the faces as they are and on degraded copies; plots."""
 from __future__ import annotations
 
 import json
@@ -7,16 +8,22 @@ from pathlib import Path
 import numpy as np
 
 
-def predict_rows(model, rows, batch_size: int = 256) -> dict:
-    """Model outputs for every row (crops made exactly as in training, without augmentation)."""
+def predict_rows(model, rows, batch_size: int = 256, degrade=None) -> dict:
+    """Model outputs for every row (crops made exactly as in training, without augmentation;
+    degrade(chip) -> chip changes each chip first)."""
     from nets.data import ChipStore, as_inputs
 
     store = ChipStore(rows, memory_limit=0)  # decoded batch by batch, nothing kept
     outputs = []
     for start in range(0, len(rows), batch_size):
-        crops = store.crops(range(start, min(start + batch_size, len(rows))))
+        crops = store.crops(range(start, min(start + batch_size, len(rows))), degrade=degrade)
         outputs.append({k: np.asarray(v) for k, v in model.predict_on_batch(as_inputs(crops)).items()})
     return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+
+
+def row_sources(rows) -> np.ndarray:
+    """The source of each row: the part of its key before ':' (utk, asia, ...)."""
+    return rows["key"].str.split(":", n=1).str[0].to_numpy().astype(str)
 
 
 def age_metrics(true_age, pred_age) -> dict:
@@ -31,26 +38,66 @@ def age_metrics(true_age, pred_age) -> dict:
             "cs5": round(float((error <= 5).mean()), 4), "mae_per_decade": per_decade}
 
 
-def evaluate_model(model, rows, out_prefix=None, title: str = "") -> dict:
-    """Metrics of model on rows; with out_prefix, writes PREFIX.eval.json and PREFIX.eval.png."""
-    from nets.plots import plot_evaluation
-
-    predictions = predict_rows(model, rows)
-    true_age = rows["age"].to_numpy(np.float32)
+def face_metrics(true_age, true_gender, predictions: dict) -> dict:
+    """Age metrics, and with a gender output, gender accuracy overall and per decade (faces with
+    a known gender)."""
     metrics = age_metrics(true_age, predictions["age"])
     if "gender" in predictions:
-        known = rows["gender"].to_numpy() >= 0
-        guess = predictions["gender"].argmax(axis=1)
-        right = guess == rows["gender"].to_numpy()
-        metrics["gender_accuracy"] = round(float(right[known].mean()), 4)
+        known = true_gender >= 0
+        right = predictions["gender"].argmax(axis=1) == true_gender
+        if known.any():
+            metrics["gender_accuracy"] = round(float(right[known].mean()), 4)
         for decade, entry in metrics["mae_per_decade"].items():  # children's gender is much harder
             lo = int(decade.split("-")[0])
             mask = known & (true_age >= lo) & (true_age < lo + 10)
             if mask.any():
                 entry["gender_accuracy"] = round(float(right[mask].mean()), 4)
+    return metrics
+
+
+def metrics_by_source(rows, predictions: dict) -> dict:
+    """face_metrics of all rows, with "per_source": the same for each source's rows."""
+    true_age = rows["age"].to_numpy(np.float32)
+    true_gender = rows["gender"].to_numpy()
+    metrics = face_metrics(true_age, true_gender, predictions)
+    sources = row_sources(rows)
+    metrics["per_source"] = {
+        source: face_metrics(true_age[sources == source], true_gender[sources == source],
+                             {k: v[sources == source] for k, v in predictions.items()})
+        for source in sorted(set(sources))}
+    return metrics
+
+
+def degraded_metrics(model, rows, clean: dict) -> dict:
+    """MAE (and gender accuracy) of every degraded copy (nets.augment.DEGRADATIONS), all faces and
+    per source, with the change from the clean faces."""
+    from nets.augment import DEGRADATIONS
+
+    out = {}
+    for name, degrade in DEGRADATIONS.items():
+        m = metrics_by_source(rows, predict_rows(model, rows, degrade=degrade))
+        entry = {"mae": m["mae"], "mae_change": round(m["mae"] - clean["mae"], 4)}
+        if "gender_accuracy" in m:
+            entry["gender_accuracy"] = m["gender_accuracy"]
+        entry["per_source"] = {s: {"mae": v["mae"], "mae_change": round(v["mae"] - clean["per_source"][s]["mae"], 4),
+                                   **({"gender_accuracy": v["gender_accuracy"]} if "gender_accuracy" in v else {})}
+                               for s, v in m["per_source"].items()}
+        out[name] = entry
+    return out
+
+
+def evaluate_model(model, rows, out_prefix=None, title: str = "", degraded: bool = False) -> dict:
+    """Metrics of model on rows (all faces and per source; with degraded=True also on degraded
+    copies); with out_prefix, writes PREFIX.eval.json and PREFIX.eval.png."""
+    from nets.plots import plot_evaluation
+
+    predictions = predict_rows(model, rows)
+    metrics = metrics_by_source(rows, predictions)
+    if degraded:
+        metrics["degraded"] = degraded_metrics(model, rows, metrics)
     if out_prefix is not None:
         out_prefix = Path(out_prefix)
         Path(str(out_prefix) + ".eval.json").write_text(json.dumps(metrics, indent=2))
-        plot_evaluation(true_age, predictions["age"].ravel(), metrics["mae_per_decade"],
+        plot_evaluation(rows["age"].to_numpy(np.float32), predictions["age"].ravel(), row_sources(rows), metrics,
                         str(out_prefix) + ".eval.png", title)
     return metrics

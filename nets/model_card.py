@@ -44,12 +44,19 @@ def write_card(model_path, dataset: str, source: str) -> dict:
     rows = rows[rows["key"].isin(set(keys))].reset_index(drop=True)
     check = evaluate_model(as_float32(load_c3ae(model_path)), rows)
     files = [model_path, split_path] + sorted(model_path.parent.glob(artifact(model_path, ".*.tflite").name))
+    split = json.loads(split_path.read_text())
+    method = split.get("method", "random by face")
     card = {
         "model": model_path.name,
         "description": state["model"],
         "data": {"source": source, "faces_train": state["train_faces"], "faces_val": state["val_faces"],
-                 "split": f"random by face, seed {state['config']['seed']}, "
-                          f"validation share {state['config']['val_split']} ({split_path.name})"},
+                 # which detector prepared the faces it learned from (run it with the same one); chunks
+                 # from before the detector was recorded were all MTCNN
+                 "detectors": state.get("data", {}).get("detectors", {"mtcnn": state["train_faces"] + state["val_faces"]}),
+                 "sources": state.get("data", {}).get("sources"),
+                 "split": f"{method}, seed {state['config']['seed']}, "
+                          f"validation share {state['config']['val_split']} ({split_path.name})",
+                 **({"duplicates": split["duplicates"]} if "duplicates" in split else {})},
         "command": state["config"]["command"],
         "stages": [{"command": stage.get("config", {}).get("command"), "epochs": stage.get("epochs_done"),
                     "best_epoch": stage.get("best_epoch"),

@@ -32,22 +32,44 @@ def plot_curves(history: list[dict], stage_starts: list, path, gender: bool = Fa
     return path
 
 
-def plot_evaluation(true_age, pred_age, per_decade: dict, path, title: str = ""):
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    decades = list(per_decade)
-    left.bar(decades, [per_decade[d]["mae"] for d in decades], color="tab:blue")
-    for x, d in enumerate(decades):
-        left.text(x, per_decade[d]["mae"], str(per_decade[d]["n"]), ha="center", va="bottom", fontsize=7)
-    left.set_xlabel("true age (years; faces counted above bars)")
-    left.set_ylabel("MAE (years)")
-    left.set_title("error by age")
-    left.tick_params(axis="x", rotation=45)
-    right.scatter(true_age, pred_age, s=3, alpha=0.3)
+def plot_evaluation(true_age, pred_age, sources, metrics: dict, path, title: str = ""):
+    """Error by age (and gender accuracy by age) per source, and predicted against true age."""
+    names = sorted(metrics["per_source"])
+    gender = "gender_accuracy" in metrics
+    fig, axes = plt.subplots(1, 3 if gender else 2, figsize=(15 if gender else 10, 4))
+    decades = list(metrics["mae_per_decade"])
+    width = 0.8 / len(names)
+    panels = [(axes[0], "mae", "MAE (years)", "error by age")]
+    if gender:
+        panels.append((axes[1], "gender_accuracy", "gender accuracy", "gender by age"))
+    for ax, key, ylabel, panel_title in panels:
+        for k, name in enumerate(names):
+            per_decade = metrics["per_source"][name]["mae_per_decade"]
+            xs = [x + (k - (len(names) - 1) / 2) * width for x, d in enumerate(decades) if key in per_decade.get(d, {})]
+            values = [per_decade[d][key] for d in decades if key in per_decade.get(d, {})]
+            counts = [per_decade[d]["n"] for d in decades if key in per_decade.get(d, {})]
+            overall = metrics["per_source"][name].get(key)
+            ax.bar(xs, values, width, label=f"{name} ({overall:.3g} overall)" if overall is not None else name)
+            if key == "mae":
+                for x, v, n in zip(xs, values, counts):
+                    ax.text(x, v, str(n), ha="center", va="bottom", fontsize=6)
+        ax.set_xticks(range(len(decades)), decades, rotation=45)
+        ax.set_xlabel("true age (years)" + ("; faces counted above bars" if key == "mae" else ""))
+        ax.set_ylabel(ylabel)
+        ax.set_title(panel_title)
+        if key == "gender_accuracy":
+            ax.set_ylim(0.4, 1.0)
+        ax.legend(fontsize=8)
+    scatter = axes[-1]
+    for name in names:
+        mask = sources == name
+        scatter.scatter(true_age[mask], pred_age[mask], s=3, alpha=0.3, label=name)
     top = max(float(np.max(true_age)), float(np.max(pred_age)), 1.0)
-    right.plot([0, top], [0, top], "k--", linewidth=1)
-    right.set_xlabel("true age")
-    right.set_ylabel("predicted age")
-    right.set_title("predicted against true")
+    scatter.plot([0, top], [0, top], "k--", linewidth=1)
+    scatter.set_xlabel("true age")
+    scatter.set_ylabel("predicted age")
+    scatter.set_title("predicted against true")
+    scatter.legend(fontsize=8, markerscale=4)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
