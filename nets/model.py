@@ -6,6 +6,7 @@ saved file needs no flags to be used again.
 from __future__ import annotations
 
 import os
+import zipfile
 
 import keras
 import numpy as np
@@ -139,18 +140,64 @@ def check_finite(model: keras.Model, where: str = "model") -> None:
                              f"{' and more' if len(bad) > 5 else ''}; refusing to use it")
 
 
+def _short_reason(exc: Exception, limit: int = 200) -> str:
+    """The first sentence of an exception's message: Keras's can run to 20,000 characters of config."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if len(text) <= limit:
+        return text
+    end = text.find(". ")
+    return text[:end + 1] if 0 < end < limit else text[:limit] + "..."
+
+
+def _check_keras_archive(path: str) -> None:
+    """Refuse, with one sentence naming the file, what Keras would call "File not found": a folder,
+    an empty or unreadable file, or one that is not an intact zip archive with a config.json."""
+    if os.path.isdir(path):
+        raise ModelFileError(f"model file {path} is a folder, not a .keras file")
+    try:
+        with open(path, "rb") as file:
+            if os.fstat(file.fileno()).st_size == 0:
+                raise ModelFileError(f"model file {path} is empty (0 bytes)")
+            try:
+                with zipfile.ZipFile(file) as archive:
+                    damaged = archive.testzip()  # reads every member and checks its CRC
+                    names = set(archive.namelist())
+            except OSError:
+                raise  # a read error, not a damaged archive: reported below
+            except Exception as exc:  # BadZipFile, zlib.error, EOFError, unsupported compression...
+                raise ModelFileError(f"model file {path} is not a valid .keras archive (damaged or truncated?)") \
+                    from exc
+    except OSError as exc:
+        raise ModelFileError(f"model file {path} cannot be read ({exc.strerror or exc})") from exc
+    if damaged is not None:
+        raise ModelFileError(f"model file {path} is not a valid .keras archive (damaged or truncated?): "
+                             f"{damaged} in it fails its checksum")
+    if "config.json" not in names:
+        raise ModelFileError(f"model file {path} is a zip archive but not a .keras model (no config.json in it)")
+
+
 def load_c3ae(path, compile: bool = False) -> keras.Model:
-    """Load a `.keras` model this project wrote, checking that it is a finite C3AE model."""
+    """Load a `.keras` model this project wrote, checking that it is a finite C3AE model.
+
+    Every refusal is a ModelFileError whose message names the file.
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise ModelFileError(f"model file {path} does not exist")
     if not path.endswith(".keras"):
         raise ModelFileError(f"{path} is not a .keras model file")
+    _check_keras_archive(path)
     try:
         model = keras.models.load_model(path, compile=compile)
     except Exception as exc:
-        raise ModelFileError(f"{path} could not be loaded as a Keras model ({exc})") from exc
-    describe(model)  # raises for a Keras model that is not C3AE
+        raise ModelFileError(f"model file {path} could not be loaded as a Keras model ({_short_reason(exc)})") \
+            from exc
+    try:
+        describe(model)
+    except Exception as exc:  # describe() names the Keras model; people need the file
+        reason = ("no trunk/W1 layer" if isinstance(exc, ModelFileError)
+                  else f"{type(exc).__name__}: {_short_reason(exc)}")
+        raise ModelFileError(f"model file {path} holds a Keras model that is not a C3AE model ({reason})") from exc
     check_finite(model, path)
     return model
 

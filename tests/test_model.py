@@ -1,9 +1,12 @@
 """The model without data: layers, parameter counts, self-description, loading, labels, losses, augmentation."""
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
+import zipfile
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -253,16 +256,88 @@ def test_load_refuses_missing_wrong_kind_and_foreign_models(tmp_path):
     text.write_text("not a model")
     with pytest.raises(ModelFileError, match="not a .keras"):
         load_c3ae(text)
-    fake = tmp_path / "fake.keras"
-    fake.write_text("not a zip archive")
-    with pytest.raises(ModelFileError, match="could not be loaded"):
-        load_c3ae(fake)
     inputs = keras.Input((4,))
     other = keras.Model(inputs, keras.layers.Dense(2, name="dense")(inputs), name="other")
-    other.save(tmp_path / "other.keras")
-    with pytest.raises(ModelFileError, match="not a C3AE model"):
-        load_c3ae(tmp_path / "other.keras")
+    path = tmp_path / "foreign.keras"
+    other.save(path)
+    with pytest.raises(ModelFileError, match="not a C3AE model") as caught:
+        load_c3ae(path)
+    assert str(path) in str(caught.value)  # the file, not the Keras model's name ("other")
+    assert "other is not" not in str(caught.value)
+    # layers named like C3AE's but of other kinds: describe() fails in its own way, the file is still named
+    inputs = keras.Input((4,))
+    impostor = keras.Model(inputs, keras.layers.Dense(2, name="W1")(keras.layers.Dense(3, name="trunk")(inputs)))
+    path = tmp_path / "impostor.keras"
+    impostor.save(path)
+    with pytest.raises(ModelFileError, match=f"model file {path} holds a Keras model that is not a C3AE model"):
+        load_c3ae(path)
     assert issubclass(ModelFileError, ValueError)
+
+
+def _hostile_keras_file(kind: str, folder: Path) -> Path:
+    """A .keras file damaged in one way, made from a real saved C3AE model."""
+    good = folder / "good.keras"
+    build_c3ae().save(good)
+    data = good.read_bytes()
+    path = folder / f"{kind}.keras"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "first_bytes":
+        path.write_bytes(data[:100])
+    elif kind == "text":
+        path.write_text("not a zip archive")
+    elif kind == "bit_flip":  # intact zip directory, one byte of the stored weights changed
+        damaged = bytearray(data)
+        damaged[data.index(b"\x89HDF") + 5000] ^= 0xFF
+        path.write_bytes(bytes(damaged))
+    elif kind == "no_config":
+        with zipfile.ZipFile(good) as src, zipfile.ZipFile(path, "w") as dst:
+            dst.writestr("model.weights.h5", src.read("model.weights.h5"))
+    elif kind == "folder":
+        path.mkdir()
+    return path
+
+
+@pytest.mark.parametrize("kind,expected", [
+    ("empty", "is empty (0 bytes)"),
+    ("truncated", "is not a valid .keras archive (damaged or truncated?)"),
+    ("first_bytes", "is not a valid .keras archive (damaged or truncated?)"),
+    ("text", "is not a valid .keras archive (damaged or truncated?)"),
+    ("bit_flip", "is not a valid .keras archive (damaged or truncated?): model.weights.h5"),
+    ("no_config", "is a zip archive but not a .keras model (no config.json in it)"),
+    ("folder", "is a folder, not a .keras file"),
+])
+def test_load_names_the_file_and_what_is_wrong_with_a_damaged_keras_file(kind, expected, tmp_path):
+    path = _hostile_keras_file(kind, tmp_path)
+    with pytest.raises(ModelFileError) as caught:
+        load_c3ae(path)
+    message = str(caught.value)
+    assert message.startswith(f"model file {path} {expected}")
+    assert "File not found" not in message  # Keras's words for a file that exists
+    assert len(message.splitlines()) == 1
+
+
+def test_load_shortens_keras_messages_to_one_sentence(tmp_path):
+    """A config naming an unknown class: Keras's message carries the whole config (20,000 characters)."""
+    good = tmp_path / "good.keras"
+    build_c3ae().save(good)
+    path = tmp_path / "unknown_class.keras"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(path, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            if name == "config.json":
+                config = json.loads(data)
+                config.update(class_name="NoSuchModel", module="nowhere")
+                data = json.dumps(config)
+            dst.writestr(name, data)
+    with pytest.raises(ModelFileError) as caught:
+        load_c3ae(path)
+    message = str(caught.value)
+    assert message.startswith(f"model file {path} could not be loaded as a Keras model (")
+    assert "NoSuchModel" in message and "Full object config" not in message
+    assert len(message) < 400
 
 
 # --- two-point labels ------------------------------------------------------------------------------
