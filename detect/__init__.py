@@ -16,13 +16,13 @@ from detect.prepare import (
     ImageReadError,
 )
 from detect.detector import (
-    DEFAULT_DETECTOR, DETECTORS, LANDMARK_NAMES, FaceDetector, MTCNNDetector, YuNetDetector, make_detector,
+    DEFAULT_DETECTOR, DETECTORS, LANDMARK_NAMES, DetectorError, FaceDetector, MTCNNDetector, YuNetDetector, make_detector,
 )
 
 __all__ = [
     "CHIP_SIZE", "EYE_MIDPOINT", "align_face", "transform_points", "transform_box",
     "CROP_SIZE", "crop_box", "crop_triple", "triple_boxes", "head_pose", "JPEG_QUALITY",
     "PreparedFace", "decode_chip", "load_image", "prepare_faces", "ImageReadError",
-    "FaceDetector", "LANDMARK_NAMES", "DEFAULT_DETECTOR", "DETECTORS", "MTCNNDetector",
+    "FaceDetector", "LANDMARK_NAMES", "DetectorError", "DEFAULT_DETECTOR", "DETECTORS", "MTCNNDetector",
     "YuNetDetector", "make_detector",
 ]

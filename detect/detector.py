@@ -35,6 +35,10 @@ MAX_SIDE = 1280        # pixels; larger photos are detected on a copy of this lo
 CROP_ASPECT = 2.0      # images at most this elongated may be face crops (padded retry)
 
 
+class DetectorError(RuntimeError):
+    """A detector that cannot run here (its package or model file is missing)."""
+
+
 @dataclass
 class Detection:
     box: np.ndarray        # (4,) float32: x1, y1, x2, y2 in pixels of the input image
@@ -175,9 +179,16 @@ class MTCNNDetector(FaceDetector):
     def __init__(self, min_face_size: int = MIN_FACE_SIZE, thresholds=(0.6, 0.7, 0.8), pad_retry: float = 0.25,
                  max_side: int = MAX_SIDE, check_orientation: bool = True):
         super().__init__(min_face_size, pad_retry, max_side, check_orientation)
-        from mtcnn import MTCNN  # imports TensorFlow; kept lazy so that light tools stay light
+        from detect.quiet import tensorflow_notices_filtered
 
-        self._mtcnn = MTCNN()
+        try:
+            with tensorflow_notices_filtered():
+                from mtcnn import MTCNN  # imports TensorFlow; kept lazy so that light tools stay light
+
+                self._mtcnn = MTCNN()
+        except ImportError as exc:
+            raise DetectorError(f"the MTCNN detector needs the packages of requirements.txt (mtcnn, tensorflow): "
+                                f"{exc}; the YuNet detector needs neither") from exc
         self.thresholds = tuple(float(t) for t in thresholds)
 
     def _run(self, bgr: np.ndarray, min_face: float) -> list[Detection]:
@@ -219,7 +230,7 @@ class YuNetDetector(FaceDetector):
         super().__init__(min_face_size, pad_retry, max_side, check_orientation)
         model_path = Path(model_path)
         if not model_path.is_file():
-            raise FileNotFoundError(f"YuNet model {model_path} not found (it ships in model/ of this project)")
+            raise DetectorError(f"YuNet model {model_path} not found (it ships in model/ of this project)")
         self.score_threshold = float(score_threshold)
         level = cv2.utils.logging.getLogLevel()
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # OpenCV 5 warns of its DNN engine

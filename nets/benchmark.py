@@ -193,7 +193,7 @@ def bench_video(image_path, keras_model_path):
 
     from detect import load_image
 
-    rows, flicker = [], []
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp) / "still.mp4"
         still_video(load_image(image_path), video)

@@ -2,12 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import re
 import sys
-import tempfile
 from pathlib import Path
 
 
@@ -62,6 +58,12 @@ def build_parser(description: str, gender: bool) -> argparse.ArgumentParser:
     p.add_argument("--cpu-devices", type=int, default=1,
                    help="split the CPU into N logical devices (to use --strategy mirrored without GPUs)")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    p.add_argument("--robust", action="store_true",
+                   help="also augment as real photos call for: grey, colour casts, low resolution, JPEG, "
+                        "detector box jitter (nets/augment.py AugmentConfig.robust)")
+    p.add_argument("--split-from", default=None,
+                   help="when a new split is made: keep the sides of this earlier NAME.split.json (a model "
+                        "trained on its training side is then validated on faces it never saw; default: none)")
     p.add_argument("--cosine-lr", action="store_true", help="cosine learning-rate decay from lr to lr/100")
     p.add_argument("--ema", action="store_true",
                    help="keep a moving average of the weights (momentum 0.99); validation and the best model use it")
@@ -95,13 +97,17 @@ def config_from_args(args, gender: bool):
         cosine_lr=args.cosine_lr, ema=args.ema, erase=args.erase, augment=not args.no_augment, seed=args.seed,
         val_split=args.val_split, resume=args.resume, fp16=args.fp16, strategy=args.strategy,
         cpu_devices=args.cpu_devices, gpu=args.gpu, steps_per_epoch=args.steps_per_epoch, mirror=args.mirror,
-        **extra)
+        robust=args.robust, split_from=args.split_from, **extra)
 
 
 def run_evaluation(model_path, cfg, log, mirror: bool = False) -> dict:
+    """-test: metrics of the model on its saved validation split, for all faces and each source, on
+    degraded copies, and its steadiness; written to NAME.eval.json and NAME.eval.png."""
     from nets.data import load_rows, make_or_load_split
     from nets.evaluate import evaluate_model
     from nets.model import as_float32, describe, load_c3ae, with_mirror
+    from nets.predict import AgeEstimator, KerasRunner
+    from nets.steadiness import grid_steadiness, landmark_jitter
     from nets.train import artifact
 
     model = as_float32(load_c3ae(model_path))
@@ -111,70 +117,59 @@ def run_evaluation(model_path, cfg, log, mirror: bool = False) -> dict:
     if not split_path.exists():
         log(f"note: no saved split beside {model_path}; a new one is made with seed {cfg.seed}")
     rows = load_rows(cfg.dataset, cfg.source)
-    split = make_or_load_split(rows, split_path, cfg.val_split, cfg.seed, log=log)
+    split = make_or_load_split(rows, split_path, cfg.val_split, cfg.seed, log=log, keep_path=cfg.split_from)
     if len(split.val) == 0:
         raise ValueError(f"none of the validation faces of {split_path} are in {cfg.dataset} ({cfg.source})")
     prefix = artifact(model_path, ".mirror" if mirror else "")
-    metrics = evaluate_model(model, split.val, prefix, title=Path(model_path).name + (" (mirror-averaged)" if mirror else ""))
-    log(f"validation{' (mirror-averaged)' if mirror else ''}: {metrics['faces']} faces, MAE {metrics['mae']:.3f}, CS(5) {metrics['cs5']:.3f}"
-        + (f", gender accuracy {metrics['gender_accuracy']:.4f}" if "gender_accuracy" in metrics else "")
-        + f" -> {prefix}.eval.json, {prefix}.eval.png")
+    detector = split.val["detector"].mode()[0]  # the detector that prepared these faces
+    steadiness = {
+        "detector": detector,
+        "grid": grid_steadiness(AgeEstimator(KerasRunner(model), detector=detector)),
+        "landmark_jitter": landmark_jitter(model, split.val),
+    }
+    metrics = evaluate_model(model, split.val, prefix, title=Path(model_path).name + (" (mirror-averaged)" if mirror else ""),
+                             degraded=True, extra={"steadiness": steadiness})
+    describe_metrics(metrics, log, "validation" + (" (mirror-averaged)" if mirror else ""))
+    log(f"-> {prefix}.eval.json, {prefix}.eval.png")
     return metrics
 
 
-# TensorFlow's C++ log lines ("I0000 00:00:1795889989.962687    7519 port.cc:153] ...") and the notice
-# absl writes before them. TensorFlow logs its start-up notices (oneDNN, "Could not find cuda drivers",
-# each twice) before it reads TF_CPP_MIN_LOG_LEVEL, and no environment variable removes them
-# (checked with TensorFlow 2.21 on a CPU-only machine: nor does CUDA_VISIBLE_DEVICES remove cuInit's line).
-_TF_LOG_LINE = re.compile(r"^([IWEF])\d{4} [\d:.]+ +\d+ \S+:\d+\] ")
-_ABSL_PRELUDE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
-_CUINIT_FAILED = "failed call to cuInit"
+def validation_rows(model_path, cfg, log, count: int = 500):
+    """Up to `count` faces of the model's saved validation split (spread over it) for -fz's parity
+    check on real faces; None, with a note, where the data is not here."""
+    from nets.data import DataError, load_rows, make_or_load_split
+    from nets.train import artifact
 
-
-def _without_start_up_notices(text: str, gpu: bool) -> str:
-    """`text` less the TensorFlow lines below TF_CPP_MIN_LOG_LEVEL (as TensorFlow would have left them out
-    had it read it in time: nets/__init__.py sets 2, errors only) and, unless -gpu was asked
-    for, CUDA's cuInit error (a machine without a GPU driver; the GPUs go unused anyway).
-    Everything else (warnings and errors at the level asked for, Python output) is kept, in order."""
-    raw = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0").strip()
-    level = int(raw) if raw.isdigit() else 0
-    kept, dropping = [], False
-    for line in text.splitlines(keepends=True):
-        match = _TF_LOG_LINE.match(line)
-        if match:
-            dropping = "IWEF".index(match.group(1)) < level or (not gpu and _CUINIT_FAILED in line)
-        elif line.rstrip("\n") == _ABSL_PRELUDE:
-            dropping = level > 0
-        # any other line is kept (Python's output, say), except the second line of a dropped
-        # cpu_feature_guard notice
-        elif dropping and not line.startswith("To enable the following instructions"):
-            dropping = False
-        if not dropping:
-            kept.append(line)
-    return "".join(kept)
-
-
-@contextlib.contextmanager
-def _tensorflow_start_up_notices_filtered(gpu: bool):
-    """Run the block with file descriptor 2 (where TensorFlow's C++ code writes) captured, then write
-    what it captured to stderr without TensorFlow's start-up notices (_without_start_up_notices)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
+    split_path = artifact(model_path, ".split.json")
     try:
-        with tempfile.TemporaryFile() as captured:
-            os.dup2(captured.fileno(), 2)
-            try:
-                yield
-            finally:
-                sys.stderr.flush()
-                os.dup2(saved, 2)
-                captured.seek(0)
-                text = _without_start_up_notices(captured.read().decode(errors="replace"), gpu)
-                if text:
-                    sys.stderr.write(text)
-                    sys.stderr.flush()
-    finally:
-        os.close(saved)
+        if not split_path.exists():
+            raise DataError(f"no {split_path.name} beside the model")
+        val = make_or_load_split(load_rows(cfg.dataset, cfg.source), split_path, log=lambda m: None).val
+    except DataError as exc:
+        log(f"note: no validation faces for the parity check ({exc}); test crops only")
+        return None
+    return val.iloc[::max(1, len(val) // count)].iloc[:count].reset_index(drop=True) if len(val) else None
+
+
+def describe_metrics(metrics: dict, log, what: str) -> None:
+    """-test's summary for people: all faces, each source, degraded copies, steadiness."""
+    def line(m):
+        return (f"{m['faces']} faces, MAE {m['mae']:.3f}, CS(5) {m['cs5']:.3f}"
+                + (f", gender accuracy {m['gender_accuracy']:.4f}" if "gender_accuracy" in m else ""))
+
+    log(f"{what}: {line(metrics)}")
+    for source, m in metrics["per_source"].items():
+        log(f"  {source}: {line(m)}")
+    for name, m in metrics.get("degraded", {}).items():
+        log(f"  {name}: MAE {m['mae']:.3f} ({m['mae_change']:+.3f})"
+            + (f", gender accuracy {m['gender_accuracy']:.4f}" if "gender_accuracy" in m else ""))
+    steady = metrics.get("steadiness")
+    if steady:
+        grid, jitter = steady["grid"], steady["landmark_jitter"]
+        log(f"  steadiness: {grid['faces']} of {grid['copies']} copies of the demo face found, ages spread "
+            f"{grid['age_spread']} years, {'one gender' if grid['one_gender'] else 'genders differ'}; "
+            f"landmarks moved by {jitter['sigma_eye_distances']} eye distances: age spread {jitter['mean_age_spread']:.2f} "
+            f"years on average")
 
 
 def main(argv, description: str, gender: bool) -> int:
@@ -183,7 +178,9 @@ def main(argv, description: str, gender: bool) -> int:
     def log(message):
         print(message, file=sys.stderr, flush=True)
 
-    with _tensorflow_start_up_notices_filtered(args.gpu):
+    from detect.quiet import tensorflow_notices_filtered
+
+    with tensorflow_notices_filtered(args.gpu):
         import tensorflow as tf
 
         tf.config.list_physical_devices("GPU")  # CUDA starts (cuInit) here, once per process
@@ -201,7 +198,8 @@ def main(argv, description: str, gender: bool) -> int:
             if args.freeze:
                 from nets.export import export_tflite
 
-                report = export_tflite(model_path, float16=args.float16_export, log=log)
+                report = export_tflite(model_path, float16=args.float16_export, log=log,
+                                       rows=validation_rows(model_path, cfg, log))
                 print(json.dumps(report, indent=2))
                 if not report["parity_ok"]:
                     log("error: the TFLite model disagrees with the Keras model (see above)")

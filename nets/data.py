@@ -135,7 +135,7 @@ def grouped_split(rows: pd.DataFrame, val_split: float, seed: int, keep: dict | 
     model trained on its training side and fine-tuned here is validated on faces it never saw. A
     photo with a copy on the earlier training side goes to training whole.
     """
-    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 
     groups, report = duplicate_groups(rows)
     sources = rows["key"].str.split(":", n=1).str[0].to_numpy()
@@ -155,8 +155,15 @@ def grouped_split(rows: pd.DataFrame, val_split: float, seed: int, keep: dict | 
     train_idx, val_idx = np.flatnonzero(forced == 1), np.flatnonzero(forced == 2)
     if len(free):
         folds = max(2, int(round(1 / val_split)))
-        splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-        free_train, free_val = next(splitter.split(np.zeros(len(free)), strata[free], groups[free]))
+        with warnings.catch_warnings():  # a rare age decade with fewer faces than folds is expected
+            warnings.simplefilter("ignore", UserWarning)
+            try:
+                splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+                free_train, free_val = next(splitter.split(np.zeros(len(free)), strata[free], groups[free]))
+            except ValueError:  # too few faces to stratify: grouped only
+                splitter = GroupShuffleSplit(n_splits=1, test_size=val_split, random_state=seed)
+                free_train, free_val = next(splitter.split(np.zeros(len(free)), groups=groups[free]))
+                report["stratified"] = False
         train_idx, val_idx = np.concatenate([train_idx, free[free_train]]), np.concatenate([val_idx, free[free_val]])
     return np.sort(train_idx), np.sort(val_idx), report
 

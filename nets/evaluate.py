@@ -86,15 +86,18 @@ def degraded_metrics(model, rows, clean: dict) -> dict:
     return out
 
 
-def evaluate_model(model, rows, out_prefix=None, title: str = "", degraded: bool = False) -> dict:
+def evaluate_model(model, rows, out_prefix=None, title: str = "", degraded: bool = False, extra=None) -> dict:
     """Metrics of model on rows (all faces and per source; with degraded=True also on degraded
-    copies); with out_prefix, writes PREFIX.eval.json and PREFIX.eval.png."""
+    copies; extra: more entries to record, such as "steadiness"); with out_prefix, writes
+    PREFIX.eval.json and PREFIX.eval.png."""
     from nets.plots import plot_evaluation
 
     predictions = predict_rows(model, rows)
     metrics = metrics_by_source(rows, predictions)
     if degraded:
         metrics["degraded"] = degraded_metrics(model, rows, metrics)
+    for key, value in (extra or {}).items():
+        metrics.setdefault(key, value)
     if out_prefix is not None:
         out_prefix = Path(out_prefix)
         Path(str(out_prefix) + ".eval.json").write_text(json.dumps(metrics, indent=2))

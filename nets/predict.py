@@ -52,10 +52,13 @@ class FacePrediction:
 
 
 class KerasRunner:
-    def __init__(self, path):
+    """A .keras file of this project, or a C3AE Keras model already in memory."""
+
+    def __init__(self, path_or_model):
         from nets.model import as_float32, describe, load_c3ae
 
-        self.model = as_float32(load_c3ae(path))
+        loaded = path_or_model if hasattr(path_or_model, "predict_on_batch") else load_c3ae(path_or_model)
+        self.model = as_float32(loaded)
         self.outputs = describe(self.model)["outputs"]
 
     def predict_crops(self, crops: np.ndarray) -> dict:
@@ -82,14 +85,17 @@ def load_model_file(path):
 class AgeEstimator:
     """Faces and their age (and gender) in images.
 
-    model_path: a .keras or .tflite file of this project (default: the shipped age + gender model).
+    model_path: a .keras or .tflite file of this project (default: the shipped age + gender model),
+        or a runner such as KerasRunner(model) for a model in memory.
     detector: "yunet" (default, fast), "mtcnn" (the original's), or a detect.FaceDetector.
     """
 
     def __init__(self, model_path=DEFAULT_MODEL, detector: str | FaceDetector = DEFAULT_DETECTOR,
                  min_face_size: int = MIN_FACE_SIZE):
-        self.model_path = os.fspath(model_path)
-        self.runner = load_model_file(model_path)
+        if hasattr(model_path, "predict_crops"):
+            self.model_path, self.runner = None, model_path
+        else:
+            self.model_path, self.runner = os.fspath(model_path), load_model_file(model_path)
         self.has_gender = "gender" in self.runner.outputs
         self.detector = make_detector(detector, min_face_size=min_face_size) if isinstance(detector, str) else detector
 

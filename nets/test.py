@@ -356,6 +356,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.g or args.se or args.white:
         say("note: -g, -se and -white are not needed: the model file says what it is")
+    from detect import DetectorError
     from nets.contract import ModelFileError
     from nets.predict import DEFAULT_MODEL, AgeEstimator
 
@@ -365,6 +366,9 @@ def main(argv=None) -> int:
     except ModelFileError as exc:
         hint = " (train one, or give -m)" if args.model is None else ""
         say(f"error: {exc}{hint}")
+        return 1
+    except DetectorError as exc:
+        say(f"error: {exc}")
         return 1
     if args.image:
         return run_image(estimator, args)

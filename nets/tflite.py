@@ -5,13 +5,12 @@ TensorFlow, so inference with a .tflite file stays light.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-import tempfile
 
 import numpy as np
 
+from detect.quiet import captured_stderr
 from nets.contract import CROP_NAMES, INPUT_SHAPE, ModelFileError
 
 TFLITE_IDENTIFIER = b"TFL3"  # bytes 4..8 of every TFLite flatbuffer
@@ -35,23 +34,6 @@ def read_tflite_bytes(path) -> bytes:
     if len(content) < 8 or content[4:8] != TFLITE_IDENTIFIER:
         raise ModelFileError(f"{path} is not a TFLite model file (no TFL3 identifier)")
     return content
-
-
-@contextlib.contextmanager
-def captured_stderr():
-    """Collect what native code writes to file descriptor 2 (LiteRT's "INFO: Created TensorFlow
-    Lite XNNPACK delegate" line on every start); yields a list that receives the text."""
-    text = []
-    with tempfile.TemporaryFile() as sink:
-        saved = os.dup(2)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield text
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            text.append(sink.read().decode(errors="replace"))
 
 
 class TFLiteModel:

@@ -47,6 +47,8 @@ class TrainConfig:
     ema: bool = False                      # validate and keep the best model with averaged weights
     erase: float = 0.2
     augment: bool = True
+    robust: bool = False                   # photo degradations and box jitter too (AugmentConfig.robust)
+    split_from: str | None = None          # keep the sides of this earlier split in a new one
     seed: int = 2019
     val_split: float = 0.2
     resume: bool = False
@@ -284,6 +286,7 @@ def _write_untrained(model, cfg: TrainConfig, state: dict, val_ds, log) -> dict:
 def train(cfg: TrainConfig, log=print) -> dict:
     """Train (or resume) a model; returns the state written to NAME.state.json."""
     import keras
+    import pandas as pd
 
     from nets.data import SMOOTH_GENDER, load_rows, make_dataset, make_or_load_split
     from nets.model import build_c3ae, describe, load_c3ae
@@ -309,7 +312,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
         if (~known).any():
             log(f"note: {(~known).sum()} faces without a gender label are left out")
         rows = rows[known].reset_index(drop=True)
-    split = make_or_load_split(rows, artifact(save_path, ".split.json"), cfg.val_split, cfg.seed, log=log)
+    split = make_or_load_split(rows, artifact(save_path, ".split.json"), cfg.val_split, cfg.seed, log=log,
+                               keep_path=cfg.split_from)
     if len(split.train) == 0 or len(split.val) == 0:
         raise TrainingError("the split has an empty side; more data is needed")
     replicas = strategy.num_replicas_in_sync
@@ -327,7 +331,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
             if not last_path.exists() or not state_path.exists():
                 raise TrainingError(f"--resume needs {last_path} and {state_path} from an earlier run")
             state = json.loads(state_path.read_text())
-            model = keras.models.load_model(last_path)  # compiled, with the optimizer state
+            model = load_c3ae(last_path, compile=True)  # with the optimizer state
             initial_epoch = int(state["epochs_done"])
             iterations = int(model.optimizer.iterations)
             if iterations % steps == 0 and iterations // steps != initial_epoch:  # stopped between the saves
@@ -350,8 +354,11 @@ def train(cfg: TrainConfig, log=print) -> dict:
                         + ", ".join(f"{k} ({theirs[k]} there, {ours[k]} here)" for k in differ)
                         + "; the layers that do not match start fresh")
             compile_model(model, cfg, split.train, steps)
+            used = pd.concat([split.train, split.val])
             state = {"config": asdict(cfg), "model": describe(model), "train_faces": len(split.train),
-                     "val_faces": len(split.val)}
+                     "val_faces": len(split.val),
+                     "data": {"sources": used["key"].str.split(":", n=1).str[0].value_counts().to_dict(),
+                              "detectors": used["detector"].value_counts().to_dict()}}
             if cfg.pretrain_path:
                 state["pretrained_from"] = pretrain_record(cfg.pretrain_path)
     smooth = SMOOTH_GENDER if cfg.smooth_gender else 0.0
@@ -363,7 +370,9 @@ def train(cfg: TrainConfig, log=print) -> dict:
         log(f"already trained for {initial_epoch} epochs (--epochs {cfg.epochs}); nothing to do")
         return state
 
-    augment = AugmentConfig(erase_prob=cfg.erase) if cfg.augment else None
+    augment = None
+    if cfg.augment:
+        augment = AugmentConfig.robust(cfg.erase) if cfg.robust else AugmentConfig(erase_prob=cfg.erase)
     train_ds = make_dataset(split.train, cfg.batch_size, cfg.bins, cfg.gender, True, augment, cfg.seed, smooth,
                             drop_remainder=replicas > 1)
     if cfg.steps_per_epoch:

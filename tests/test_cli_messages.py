@@ -13,7 +13,8 @@ import zipfile
 
 import pytest
 
-from nets.cli import _without_start_up_notices, build_parser
+from detect.quiet import without_tensorflow_notices
+from nets.cli import build_parser
 
 SCRIPTS = ("nets/C3AE.py", "nets/C3AE_expand.py")
 
@@ -196,4 +197,4 @@ START_UP = PRELUDE + ONEDNN + NO_DRIVER + CPU_GUARD + PRELUDE + ONEDNN + NO_DRIV
 def test_start_up_filter_drops_what_the_log_level_and_no_gpu_would(level, gpu, expected, monkeypatch):
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", level)
     text = START_UP + CUINIT + WARNING + REAL_ERROR + PYTHON
-    assert _without_start_up_notices(text, gpu) == expected
+    assert without_tensorflow_notices(text, gpu) == expected
