@@ -5,6 +5,7 @@
   python nets/benchmark.py photo   (end to end per photo, per detector, 512x512 and 1920x1080)
   python nets/benchmark.py cli     (the one-photo command, start to exit)
   python nets/benchmark.py video   (frames per second and age flicker on a 640x480 still video)
+  python nets/benchmark.py large   (seconds and peak memory on 12-50 MP photos)
   python nets/benchmark.py train   --dataset dataset/data --source utk
   python nets/benchmark.py preprocess --input ../shared/data/UTKFace --images 300
   python nets/benchmark.py all ...   (everything above)
@@ -164,6 +165,51 @@ def bench_cli(image_path, keras_model_path, repeats):
                                                                                  "vs before"], rows)
 
 
+def large_photos(image, folder: Path) -> dict:
+    """Photos a camera makes, with the one face of `image` and without: 12 MP, 48 MP with no face,
+    50 MP, and a 10000x50 strip. Written as JPEG quality 90 into folder."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    photos = {"12 MP (4000x3000), one face": wide_photo(image, (4000, 3000)),
+              "48 MP (8000x6000), no face": cv2.resize(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8), (8000, 6000),
+                                                       interpolation=cv2.INTER_CUBIC),
+              "50 MP (8660x5773), one face": wide_photo(image, (8660, 5773)),
+              "10000x50 strip": cv2.resize(image, (10000, 50), interpolation=cv2.INTER_AREA)}
+    paths = {}
+    for k, (name, photo) in enumerate(photos.items()):
+        paths[name] = folder / f"photo{k}.jpg"
+        cv2.imwrite(str(paths[name]), photo, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return paths
+
+
+def bench_large(image_path):
+    """nets/test.py -i on large photos, per detector: seconds start to exit and peak memory."""
+    from detect import load_image
+
+    # nets/test.py run as __main__ in a fresh interpreter that reports its own peak memory: VmHWM of
+    # /proc/self/status starts anew at exec (ru_maxrss would count the pages this process had at fork)
+    wrapper = ("import runpy, sys; sys.argv = sys.argv[1:]\n"
+               "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+               "except SystemExit:\n    pass\n"
+               "peak = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+               "print('peak_kb', peak, file=sys.stderr)")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, path in large_photos(load_image(image_path), Path(tmp)).items():
+            for detector in ("yunet", "mtcnn"):
+                start = time.perf_counter()
+                result = subprocess.run([sys.executable, "-c", wrapper, str(REPO / "nets" / "test.py"), "-i", str(path),
+                                         "--json", "--no-show", "-o", f"{tmp}/out.jpg", "--detector", detector],
+                                        capture_output=True, text=True)
+                seconds = time.perf_counter() - start
+                peak = int(result.stderr.rsplit("peak_kb", 1)[1].split()[0]) / 1024
+                rows.append([name, detector, len(result.stdout.splitlines()), f"{seconds:.1f}", f"{peak:.0f}"])
+    table("Large photos: nets/test.py -i PHOTO --json --no-show, start to exit (photos above 1280 px are detected "
+          "on a 1280 px copy and aligned from the full photo)", ["photo", "detector", "faces", "seconds", "peak MB"], rows)
+
+
 def still_video(image, path, frames=150, size=(640, 480), fps=30.0, seed=0):
     """A video of a still scene (the face of `image` on a 640x480 frame) with what a still camera
     adds: sensor noise (sigma 2 grey levels) and sub-pixel shifts (up to 0.5 px)."""
@@ -305,7 +351,7 @@ def bench_preprocess(input_dir, images):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("model", "photo", "cli", "video", "train", "preprocess", "all"))
+    p.add_argument("what", choices=("model", "photo", "cli", "video", "large", "train", "preprocess", "all"))
     p.add_argument("--model", default=None, help="the model of the default path (default: nets/test.py's)")
     p.add_argument("--keras-model", default=str(REPO / "model" / "c3ae_utk_age_gender.keras"),
                    help="the .keras model: timed alone, and the model of the path before YuNet and .tflite")
@@ -337,6 +383,8 @@ def main(argv=None):
             bench_cli(args.image, args.keras_model, max(3, args.repeats // 4))
         if args.what in ("video", "all"):
             bench_video(args.image, args.keras_model)
+        if args.what in ("large", "all"):
+            bench_large(args.image)
         if args.what in ("train", "all"):
             bench_train(args.dataset, args.source, args.batch_size, args.steps, args.rounds)
         if args.what in ("preprocess", "all"):
