@@ -534,3 +534,53 @@ def test_random_erasing_changes_one_rectangle_of_6_to_10_percent(chip_and_triple
         slack = 0.5 * (h + w) + 0.25
         assert 0.06 * 64 * 64 - slack <= h * w <= 0.10 * 64 * 64 + slack, (h, w)
         assert (h + 0.5) / (w - 0.5) >= 0.5 and (h - 0.5) / (w + 0.5) <= 2.0, (h, w)  # aspect 0.5-2
+
+
+# --- what real photos do (--robust, -test's degraded copies) ---------------------------------------
+
+def test_photo_degradations_do_what_they_say(chip_and_triple):
+    from nets.augment import DEGRADATIONS, color_cast, down_up, grayscale, jpeg
+
+    chip, _ = chip_and_triple
+    grey = grayscale(chip)
+    assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()
+    tinted = color_cast(chip, (1.0, 1.0, 1.2))
+    np.testing.assert_array_equal(tinted[..., :2], chip[..., :2])
+    assert (tinted[..., 2] >= chip[..., 2]).all() and tinted.dtype == np.uint8
+    # low resolution: the detail (the random part) goes, the gradient stays
+    blurred = down_up(chip, 4)
+    assert blurred.shape == chip.shape
+    detail = lambda image: np.abs(np.diff(image.astype(int), axis=1)).mean()  # noqa: E731
+    assert detail(blurred) < 0.5 * detail(chip)
+    assert abs(blurred.astype(int).mean() - chip.astype(int).mean()) < 2
+    assert 0 < np.abs(jpeg(chip, 30).astype(int) - chip).mean() < np.abs(jpeg(chip, 5).astype(int) - chip).mean()
+    assert set(DEGRADATIONS) == {"grayscale", "4x down-and-up", "JPEG quality 30"}
+
+
+def test_box_jitter_moves_the_three_boxes_together(chip_and_triple):
+    from nets.augment import jitter_boxes
+
+    _, triple = chip_and_triple
+    config = AugmentConfig(box_shift=0.05, box_scale=0.1)
+    moved = [jitter_boxes(triple, np.random.default_rng(seed), config) for seed in range(200)]
+    centres = np.array([(m[:, :2] + m[:, 2:]) / 2 - (triple[:, :2] + triple[:, 2:]) / 2 for m in moved])
+    np.testing.assert_allclose(centres[:, 0], centres[:, 1], atol=1e-3)  # one shift for all three
+    np.testing.assert_allclose(centres[:, 0], centres[:, 2], atol=1e-3)
+    width = triple[2, 2] - triple[2, 0]
+    assert np.std(centres[:, 0, 0]) == pytest.approx(0.05 * width, rel=0.2)
+    scales = np.array([(m[:, 2] - m[:, 0]) / (triple[:, 2] - triple[:, 0]) for m in moved])
+    np.testing.assert_allclose(scales[:, 0], scales[:, 2], rtol=1e-4)  # one scale for all three
+    assert np.std(np.log(scales[:, 0])) == pytest.approx(0.1, rel=0.2)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_robust_augmentation_gives_valid_crops_that_differ(chip_and_triple, seed):
+    chip, triple = chip_and_triple
+    config = AugmentConfig.robust()
+    assert config.erase_prob == 0.2 and config.grayscale_prob > 0 and config.box_jitter_prob > 0
+    crops = augmented_crops(chip, triple, np.random.default_rng(seed), config)
+    assert crops.shape == (3, 64, 64, 3) and crops.dtype == np.uint8
+    everything = AugmentConfig(grayscale_prob=1.0, flip_prob=0.0, erase_prob=0.0, contrast=(1.0, 1.0),
+                               brightness=0.0, rotation=0.0)
+    grey = augmented_crops(chip, triple, np.random.default_rng(seed), everything)
+    assert (grey[..., 0] == grey[..., 2]).all()
