@@ -63,13 +63,17 @@ class AugmentConfig:
     box_jitter_prob: float = 0.0      # the triple box moved and scaled as a detector's box jitters
     box_shift: float = 0.03           # standard deviation, in box sides
     box_scale: float = 0.05           # standard deviation of the log scale
+    align_jitter_prob: float = 0.0    # the chip re-aligned as from landmarks a few pixels off
+    align_shift: float = 0.02         # standard deviation, in chip sides
+    align_scale: float = 0.04         # standard deviation of the log scale
+    align_angle: float = 3.0          # standard deviation, degrees
 
     @classmethod
     def robust(cls, erase_prob: float = 0.2) -> "AugmentConfig":
         """The augmentation for photos beyond clean chips (--robust): grey, tints, low resolution,
         JPEG, box jitter, on top of the original's."""
         return cls(erase_prob=erase_prob, grayscale_prob=0.15, cast_prob=0.2, low_res_prob=0.25, jpeg_prob=0.25,
-                   box_jitter_prob=0.5)
+                   box_jitter_prob=0.5, align_jitter_prob=0.5)
 
 
 def random_erase(crop: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> None:
@@ -96,6 +100,17 @@ def jitter_boxes(triple: np.ndarray, rng: np.random.Generator, config: AugmentCo
     return np.concatenate([centres + shift - halves, centres + shift + halves], axis=1).astype(np.float32)
 
 
+def jitter_alignment(chip: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
+    """The chip shifted, scaled and turned a little about its centre: what alignment from landmarks
+    a few pixels off gives (two detectors' eyes differ by 0.06-0.08 eye distances on the same face)."""
+    angle = rng.normal(0, config.align_angle)
+    scale = float(np.exp(rng.normal(0, config.align_scale)))
+    matrix = cv2.getRotationMatrix2D((CHIP_SIZE / 2, CHIP_SIZE / 2), angle, scale)
+    matrix[:, 2] += rng.normal(0, config.align_shift * CHIP_SIZE, 2)
+    return cv2.warpAffine(chip, matrix, (chip.shape[1], chip.shape[0]), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
 def degrade(chip: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
     """The photo degradations of config, each drawn with its probability."""
     if rng.random() < config.grayscale_prob:
@@ -112,13 +127,15 @@ def degrade(chip: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -
 def augmented_crops(chip: np.ndarray, triple: np.ndarray, rng: np.random.Generator,
                     config: AugmentConfig) -> np.ndarray:
     """The three crops of a face with one photometric or geometric change shared by all three,
-    the photo degradations and box jitter of config, a horizontal flip, and random erasing inside
-    each crop.
+    the photo degradations, alignment and box jitter of config, a horizontal flip, and random
+    erasing inside each crop.
 
     Flipping the three crops equals flipping the chip and mirroring the boxes (x -> W - x), so the
     crops stay consistent with each other.
     """
     chip = degrade(chip, rng, config)
+    if rng.random() < config.align_jitter_prob:
+        chip = jitter_alignment(chip, rng, config)
     if rng.random() < config.box_jitter_prob:
         triple = jitter_boxes(triple, rng, config)
     choice = rng.integers(3)  # 0: contrast/brightness, 1: rotation, 2: nothing

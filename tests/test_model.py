@@ -584,3 +584,15 @@ def test_robust_augmentation_gives_valid_crops_that_differ(chip_and_triple, seed
                                brightness=0.0, rotation=0.0)
     grey = augmented_crops(chip, triple, np.random.default_rng(seed), everything)
     assert (grey[..., 0] == grey[..., 2]).all()
+
+
+def test_alignment_jitter_moves_the_chip_a_little(chip_and_triple):
+    from nets.augment import jitter_alignment
+
+    chip, _ = chip_and_triple
+    config = AugmentConfig(align_shift=0.02, align_scale=0.04, align_angle=3.0)
+    moved = jitter_alignment(chip, np.random.default_rng(0), config)
+    assert moved.shape == chip.shape and moved.dtype == np.uint8
+    assert 0 < np.abs(moved.astype(int) - chip).mean() < 60
+    still = AugmentConfig(align_shift=0.0, align_scale=0.0, align_angle=0.0)
+    np.testing.assert_array_equal(jitter_alignment(chip, np.random.default_rng(0), still), chip)
