@@ -197,7 +197,9 @@ def main(argv, description: str, gender: bool) -> int:
                 print(json.dumps(run_evaluation(model_path, cfg, log, args.mirror), indent=2))
             if args.freeze:
                 from nets.export import export_tflite
+                from nets.model import load_c3ae
 
+                load_c3ae(model_path)  # a damaged model is the one thing said, before any note about data
                 report = export_tflite(model_path, float16=args.float16_export, log=log,
                                        rows=validation_rows(model_path, cfg, log))
                 print(json.dumps(report, indent=2))
