@@ -1,16 +1,17 @@
 #!/usr/bin/env python
-"""Compare face detectors end to end: the same model on the same raw photos, faces found by each.
+"""Compare face detectors end to end: the same models on the same raw photos, faces found by each.
 
 For every photo of a labelled source (optionally only the validation faces of a saved split),
-each detector finds the faces, the largest is prepared and given to the model, and its age and
-gender are compared with the label. Printed as a table: photos, faces found, MAE, CS(5), gender
-accuracy, detector time per photo (median, timed in the same loop, photo by photo), and the same
-metrics on the photos where every detector found a face. A second table says how the boxes and
-landmarks of the detectors agree on the same faces.
+each detector finds the faces, the largest is prepared and given to each model, and its age and
+gender are compared with the label; with --degraded also on degraded copies of the chip (grey,
+4x down-and-up, JPEG 30, as -test). Printed as tables: photos, faces found, MAE, CS(5), gender
+accuracy, detector time per photo (median, timed in the same loop, photo by photo), the same
+metrics on the photos where every detector found a face, and how the boxes and landmarks of the
+detectors agree on the same faces.
 
   python nets/compare_detectors.py --source utk -i ../shared/data/UTKFace \\
       --split model/c3ae_utk_age_gender.split.json
-  python nets/compare_detectors.py --source asia -i ../shared/data/AllAgeFaces --every 4
+  python nets/compare_detectors.py --source asia -i ../shared/data/AllAgeFaces --every 4 -m a.tflite b.keras
 """
 from __future__ import annotations
 
@@ -38,16 +39,19 @@ def select_items(source: str, input_path, split_path=None, every: int = 1, limit
     return items[:limit] if limit else items
 
 
-def run_detectors(items, model_path, detector_names, log=print) -> dict:
-    """Per detector, one record per photo: found, age, gender guess, detector seconds."""
+def run_detectors(items, model_paths, detector_names, degraded: bool = False, log=print) -> dict:
+    """Per detector, one record per photo: found, detector seconds, box and landmarks, and per
+    model its age and gender guess (and ages on degraded copies)."""
     from tqdm import tqdm
 
     from detect import ImageReadError, load_image, make_detector
     from detect.prepare import prepare_detection
-    from nets.predict import AgeEstimator
+    from detect.triple_box import crop_triple
+    from nets.augment import DEGRADATIONS
+    from nets.predict import load_model_file
 
     detectors = {name: make_detector(name) for name in detector_names}
-    estimator = AgeEstimator(model_path, detector=detectors[detector_names[0]])
+    runners = {Path(path).name: load_model_file(path) for path in model_paths}
     records = {name: [] for name in detector_names}
     for item in tqdm(items, unit="photo", desc="photos"):
         try:
@@ -62,41 +66,59 @@ def run_detectors(items, model_path, detector_names, log=print) -> dict:
             record = {"name": item.name, "age": item.age, "gender": item.gender, "found": bool(found),
                       "seconds": seconds}
             if found:
-                prediction = estimator.predict_prepared([prepare_detection(image, found[0])])[0]
-                record.update(box=found[0].box.tolist(), landmarks=found[0].landmarks.tolist(), pred_age=prediction.age,
-                              pred_gender=None if prediction.gender is None else int(prediction.gender == "M"))
+                face = prepare_detection(image, found[0])
+                crops = [face.crops()]
+                if degraded:
+                    crops += [crop_triple(degrade(face.chip), face.triple) for degrade in DEGRADATIONS.values()]
+                record.update(box=found[0].box.tolist(), landmarks=found[0].landmarks.tolist(), models={})
+                for model, runner in runners.items():
+                    out = runner.predict_crops(np.stack(crops))
+                    guess = {"age": float(out["age"][0, 0])}
+                    if "gender" in out:
+                        guess["gender"] = int(np.argmax(out["gender"][0]))  # 0 female, 1 male
+                    if degraded:
+                        guess["degraded"] = dict(zip(DEGRADATIONS, out["age"][1:, 0].astype(float).tolist()))
+                    record["models"][model] = guess
             records[name].append(record)
     return records
 
 
-def metrics(records) -> dict:
+def metrics(records, model: str) -> dict:
     found = [r for r in records if r["found"]]
     out = {"photos": len(records), "found": len(found)}
     if found:
-        error = np.abs(np.array([r["pred_age"] - r["age"] for r in found]))
+        truth = np.array([r["age"] for r in found])
+        error = np.abs(np.array([r["models"][model]["age"] for r in found]) - truth)
         out.update(mae=float(error.mean()), cs5=float((error <= 5).mean()))
-        gendered = [r for r in found if r.get("pred_gender") is not None and r["gender"] >= 0]
+        gendered = [r for r in found if "gender" in r["models"][model] and r["gender"] >= 0]
         if gendered:
-            out["gender_accuracy"] = float(np.mean([r["pred_gender"] == r["gender"] for r in gendered]))
+            out["gender_accuracy"] = float(np.mean([r["models"][model]["gender"] == r["gender"] for r in gendered]))
+        if "degraded" in found[0]["models"][model]:
+            out["degraded"] = {k: float(np.mean(np.abs(np.array([r["models"][model]["degraded"][k] for r in found]) - truth)))
+                               for k in found[0]["models"][model]["degraded"]}
     out["ms_median"] = 1e3 * statistics.median(r["seconds"] for r in records) if records else float("nan")
     return out
 
 
-def summary_table(records: dict, title: str) -> str:
+def summary_table(records: dict, models: list, title: str) -> str:
     names = list(records)
     both = set.intersection(*({r["name"] for r in records[n] if r["found"]} for n in names))
+    cell = lambda d, k, f="{:.3f}": f.format(d[k]) if k in d else "-"  # noqa: E731
+    first = records[names[0]]
+    degraded = [k for r in first if r["found"] for k in r["models"][models[0]].get("degraded", {})][:3]
     lines = [f"\n{title}\n",
-             "| detector | photos | faces found | MAE | CS(5) | gender accuracy | detector ms per photo (median) "
-             f"| on the {len(both)} photos all found: MAE | CS(5) | gender accuracy |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for name in names:
-        m = metrics(records[name])
-        p = metrics([r for r in records[name] if r["name"] in both])
-        cell = lambda d, k, f: f.format(d[k]) if k in d else "-"  # noqa: E731
-        lines.append(f"| {name} | {m['photos']} | {m['found']} ({m['found'] / max(1, m['photos']):.1%}) "
-                     f"| {cell(m, 'mae', '{:.3f}')} | {cell(m, 'cs5', '{:.3f}')} | {cell(m, 'gender_accuracy', '{:.3f}')} "
-                     f"| {m['ms_median']:.1f} | {cell(p, 'mae', '{:.3f}')} | {cell(p, 'cs5', '{:.3f}')} "
-                     f"| {cell(p, 'gender_accuracy', '{:.3f}')} |")
+             "| model | detector | photos | faces found | MAE | CS(5) | gender accuracy | detector ms per photo (median) "
+             f"| on the {len(both)} photos all found: MAE | CS(5) | gender accuracy |"
+             + "".join(f" {k}: MAE |" for k in degraded),
+             "|" + " --- |" * (10 + len(degraded))]
+    for model in models:
+        for name in names:
+            m = metrics(records[name], model)
+            p = metrics([r for r in records[name] if r["name"] in both], model)
+            lines.append(f"| {model} | {name} | {m['photos']} | {m['found']} ({m['found'] / max(1, m['photos']):.1%}) "
+                         f"| {cell(m, 'mae')} | {cell(m, 'cs5')} | {cell(m, 'gender_accuracy')} | {m['ms_median']:.1f} "
+                         f"| {cell(p, 'mae')} | {cell(p, 'cs5')} | {cell(p, 'gender_accuracy')} |"
+                         + "".join(f" {m['degraded'][k]:.3f} |" for k in degraded))
     return "\n".join(lines)
 
 
@@ -133,12 +155,14 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", required=True, help="label reader: utk, asia, afad, csv, ...")
     p.add_argument("-i", "--input", required=True, help="the source's folder (or file)")
-    p.add_argument("--split", help="a NAME.split.json: only its validation faces")
-    p.add_argument("-m", "--model", default=str(DEFAULT_MODEL), help="model file (.keras or .tflite)")
-    p.add_argument("--detectors", nargs="+", choices=DETECTORS, default=list(DETECTORS))
-    p.add_argument("--every", type=int, default=1, help="every N-th photo only")
-    p.add_argument("--limit", type=int, default=None, help="at most N photos")
-    p.add_argument("--save", help="write the per-photo records to this JSON file")
+    p.add_argument("--split", help="a NAME.split.json: only its validation faces (default: every photo)")
+    p.add_argument("-m", "--models", nargs="+", default=[str(DEFAULT_MODEL)],
+                   help="model files (.keras or .tflite), each run on every face (default: nets/test.py's)")
+    p.add_argument("--detectors", nargs="+", choices=DETECTORS, default=list(DETECTORS), help="(default: both)")
+    p.add_argument("--degraded", action="store_true", help="also the MAE on degraded copies of each chip")
+    p.add_argument("--every", type=int, default=1, help="every N-th photo only (default 1)")
+    p.add_argument("--limit", type=int, default=None, help="at most N photos (default: all)")
+    p.add_argument("--save", help="write the per-photo records to this JSON file (default: none)")
     args = p.parse_args(argv)
 
     def log(message):
@@ -148,13 +172,13 @@ def main(argv=None) -> int:
     if not items:
         log("error: no labelled photos selected")
         return 2
-    records = run_detectors(items, args.model, args.detectors, log)
+    records = run_detectors(items, args.models, args.detectors, args.degraded, log)
     if args.save:
         Path(args.save).parent.mkdir(parents=True, exist_ok=True)
         Path(args.save).write_text(json.dumps(records))
     what = f"validation faces of {Path(args.split).name}" if args.split else "photos"
-    print(summary_table(records, f"{args.source}: {len(items)} {what} from {args.input}, every {args.every}; "
-                                 f"model {Path(args.model).name}"))
+    print(summary_table(records, [Path(m).name for m in args.models],
+                        f"{args.source}: {len(items)} {what} from {args.input}, every {args.every}"))
     print(agreement_table(records))
     return 0
 
