@@ -44,7 +44,7 @@ class Detection:
     box: np.ndarray        # (4,) float32: x1, y1, x2, y2 in pixels of the input image
     score: float
     landmarks: np.ndarray  # (5, 2) float32: x, y per point, in LANDMARK_NAMES order
-    rotation: int = 0      # degrees the face is turned in the image (found upright in a turned copy)
+    rotation: int = 0      # clockwise turn (90, 180, 270) of the copy in which the face was found upright
     problem: str | None = None  # why the landmarks cannot be an upright face (detect.orientation)
 
     @property
@@ -68,9 +68,9 @@ def to_three_channels(image: np.ndarray) -> np.ndarray:
 def as_uint8(image) -> np.ndarray:
     """An image array as uint8, converting only what is unambiguous; ValueError for the rest.
 
-    uint8 stays; other integer arrays with values in 0..255 are cast; uint16 is scaled to 8 bits
-    as OpenCV reads 16-bit files (value / 256); floats in 0..1 are scaled by 255 and floats in
-    0..255 rounded. Booleans, NaN or infinite values, and values out of range are refused.
+    uint8 stays; integer arrays with values in 0..255 are cast; other uint16 images are scaled to
+    8 bits as OpenCV reads 16-bit files (value / 256); floats in 0..1 are scaled by 255 and floats
+    in 0..255 rounded. Booleans, NaN or infinite values, and values out of range are refused.
     """
     array = np.asarray(image)
     expected = "expected a uint8 image (0..255), a float image in 0..1, or a uint16 image"
@@ -82,9 +82,9 @@ def as_uint8(image) -> np.ndarray:
         raise ValueError(f"{expected}; got an array of {array.dtype}")
     if np.issubdtype(array.dtype, np.complexfloating):
         raise ValueError(f"{expected}; got complex numbers")
-    if array.dtype == np.uint16:
-        return (array >> 8).astype(np.uint8)
     low, high = float(array.min()), float(array.max())
+    if array.dtype == np.uint16 and high > 255:
+        return (array >> 8).astype(np.uint8)
     if np.issubdtype(array.dtype, np.floating):
         if not (np.isfinite(low) and np.isfinite(high)):
             raise ValueError(f"{expected}; this {array.dtype} image holds NaN or infinite values")
@@ -237,6 +237,8 @@ class YuNetDetector(FaceDetector):
         try:
             self._yunet = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), self.score_threshold,
                                                     float(nms_threshold), 5000)
+        except cv2.error as exc:
+            raise DetectorError(f"YuNet model {model_path} is damaged or not an ONNX model file") from exc
         finally:
             cv2.utils.logging.setLogLevel(level)
 
@@ -257,6 +259,26 @@ class YuNetDetector(FaceDetector):
             found.append(Detection(box=np.array([x, y, x + w, y + h], np.float32), score=float(row[14]),
                                    landmarks=row[4:14].reshape(5, 2).copy()))
         return found
+
+
+def check_detector(name: str) -> None:
+    """DetectorError if the detector `name` cannot be built here, without building MTCNN (which
+    would load TensorFlow): for worker processes, which cannot report a failure themselves."""
+    import importlib.util
+
+    if name == "mtcnn":
+        def absent(module):
+            try:
+                return importlib.util.find_spec(module) is None
+            except ValueError:  # in sys.modules without a spec: blocked on purpose
+                return True
+
+        missing = [m for m in ("mtcnn", "tensorflow") if absent(m)]
+        if missing:
+            raise DetectorError(f"the MTCNN detector needs the packages of requirements.txt (missing: "
+                                f"{', '.join(missing)}); the YuNet detector needs neither")
+    else:
+        make_detector(name)
 
 
 def make_detector(name: str = DEFAULT_DETECTOR, **options) -> FaceDetector:

@@ -90,10 +90,13 @@ def check_orientation(run, bgr: np.ndarray, detection, min_face: float):
         return detection
     region, corner = _region(bgr, detection.box)
     size = region.shape[0]
+    x1, y1, x2, y2 = detection.box
     best, best_score = None, detection.score + TURNED_MARGIN if problem is None else -1.0
     for degrees, code in TURNS.items():
         for found in run(cv2.rotate(region, code), min_face):
-            if found.score > best_score and landmark_problem(found.landmarks) is None:
+            centre = unturn_points(((found.box[:2] + found.box[2:]) / 2)[None], degrees, size)[0] + corner
+            on_this_face = x1 <= centre[0] <= x2 and y1 <= centre[1] <= y2  # not a neighbour in the region
+            if on_this_face and found.score > best_score and landmark_problem(found.landmarks) is None:
                 best, best_score = (degrees, found), found.score
     if best is None:
         detection.problem = problem
@@ -115,9 +118,11 @@ def box_iou(a, b) -> float:
 
 
 def drop_turned_duplicates(detections: list, min_iou: float = 0.3) -> list:
-    """A turned view can land on a face already found upright nearby (a spurious low-score box next
-    to a real face, seen upside down, looks like a face too): keep it only if no overlapping
-    detection scores higher."""
-    return [d for d in detections
-            if not d.rotation or not any(o is not d and o.score > d.score and box_iou(o.box, d.box) > min_iou
-                                         for o in detections)]
+    """A turned view can land on a face found otherwise too (a spurious low-score box next to a real
+    face, seen upside down, looks like a face; an upside-down face may also be found as a smaller
+    upright pattern): of two overlapping detections of which one was turned, keep the higher score."""
+    def beaten(d):
+        return any(o is not d and (d.rotation or o.rotation) and o.score > d.score and box_iou(o.box, d.box) > min_iou
+                   for o in detections)
+
+    return [d for d in detections if not beaten(d)]

@@ -101,4 +101,10 @@ def prepare_faces(image: np.ndarray, detector: FaceDetector, color: str = "bgr",
     detections = detector.detect(bgr)
     if max_faces is not None:
         detections = detections[:max_faces]
-    return [prepare_detection(bgr, det) for det in detections]
+    faces = []
+    for det in detections:
+        try:
+            faces.append(prepare_detection(bgr, det))
+        except ValueError:  # points no similarity can align (a mirror image of a face): nothing to say about it
+            continue
+    return faces

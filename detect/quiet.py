@@ -24,7 +24,8 @@ _CUINIT_FAILED = "failed call to cuInit"
 @contextlib.contextmanager
 def captured_stderr():
     """Collect what is written to file descriptor 2 (native code included) in the block; yields a
-    list that receives the text when the block ends."""
+    list that receives the text when the block ends. The descriptor is the process's: meant for
+    start-up, not for code that runs while other threads write to stderr."""
     text = []
     sys.stderr.flush()
     saved = os.dup(2)
@@ -69,9 +70,12 @@ def without_tensorflow_notices(text: str, gpu: bool) -> str:
 def tensorflow_notices_filtered(gpu: bool = False):
     """Run the block (which imports TensorFlow or first touches its devices) with stderr captured,
     then pass on what it said without TensorFlow's start-up notices."""
-    with captured_stderr() as said:
-        yield
-    text = without_tensorflow_notices("".join(said), gpu)
-    if text:
-        sys.stderr.write(text)
-        sys.stderr.flush()
+    said = []
+    try:
+        with captured_stderr() as said:
+            yield
+    finally:  # also when the block fails: what TensorFlow said may explain why
+        text = without_tensorflow_notices("".join(said), gpu)
+        if text:
+            sys.stderr.write(text)
+            sys.stderr.flush()

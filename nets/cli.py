@@ -180,13 +180,17 @@ def main(argv, description: str, gender: bool) -> int:
 
     from detect.quiet import tensorflow_notices_filtered
 
-    with tensorflow_notices_filtered(args.gpu):
-        import tensorflow as tf
+    try:
+        with tensorflow_notices_filtered(args.gpu):
+            import tensorflow as tf
 
-        tf.config.list_physical_devices("GPU")  # CUDA starts (cuInit) here, once per process
-        from nets.data import DataError
-        from nets.model import ModelFileError
-        from nets.train import TrainingError, configure_devices, train
+            tf.config.list_physical_devices("GPU")  # CUDA starts (cuInit) here, once per process
+            from nets.data import DataError
+            from nets.model import ModelFileError
+            from nets.train import TrainingError, configure_devices, train
+    except KeyboardInterrupt:
+        log("interrupted while TensorFlow was starting")
+        return 130
 
     try:
         cfg = config_from_args(args, gender)
@@ -204,7 +208,7 @@ def main(argv, description: str, gender: bool) -> int:
                                        rows=validation_rows(model_path, cfg, log))
                 print(json.dumps(report, indent=2))
                 if not report["parity_ok"]:
-                    log("error: the TFLite model disagrees with the Keras model (see above)")
+                    log("error: a TFLite export disagrees with the Keras model (see above); it was not written")
                     return 1
             return 0
         state = train(cfg, log=log)

@@ -51,7 +51,7 @@ def run_detectors(items, model_paths, detector_names, degraded: bool = False, lo
     from nets.predict import load_model_file
 
     detectors = {name: make_detector(name) for name in detector_names}
-    runners = {Path(path).name: load_model_file(path) for path in model_paths}
+    runners = {model_name(path, model_paths): load_model_file(path) for path in model_paths}
     records = {name: [] for name in detector_names}
     for item in tqdm(items, unit="photo", desc="photos"):
         try:
@@ -81,6 +81,12 @@ def run_detectors(items, model_paths, detector_names, degraded: bool = False, lo
                     record["models"][model] = guess
             records[name].append(record)
     return records
+
+
+def model_name(path, paths) -> str:
+    """A model's file name, or its path where two models share a name."""
+    names = [Path(p).name for p in paths]
+    return Path(path).name if names.count(Path(path).name) == 1 else str(path)
 
 
 def metrics(records, model: str) -> dict:
@@ -118,7 +124,8 @@ def summary_table(records: dict, models: list, title: str) -> str:
             lines.append(f"| {model} | {name} | {m['photos']} | {m['found']} ({m['found'] / max(1, m['photos']):.1%}) "
                          f"| {cell(m, 'mae')} | {cell(m, 'cs5')} | {cell(m, 'gender_accuracy')} | {m['ms_median']:.1f} "
                          f"| {cell(p, 'mae')} | {cell(p, 'cs5')} | {cell(p, 'gender_accuracy')} |"
-                         + "".join(f" {m['degraded'][k]:.3f} |" for k in degraded))
+                         + "".join(f" {m['degraded'][k]:.3f} |" if k in m.get("degraded", {}) else " - |"
+                                   for k in degraded))
     return "\n".join(lines)
 
 
@@ -177,7 +184,7 @@ def main(argv=None) -> int:
         Path(args.save).parent.mkdir(parents=True, exist_ok=True)
         Path(args.save).write_text(json.dumps(records))
     what = f"validation faces of {Path(args.split).name}" if args.split else "photos"
-    print(summary_table(records, [Path(m).name for m in args.models],
+    print(summary_table(records, [model_name(m, args.models) for m in args.models],
                         f"{args.source}: {len(items)} {what} from {args.input}, every {args.every}"))
     print(agreement_table(records))
     return 0

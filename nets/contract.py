@@ -8,8 +8,8 @@ INPUT_SHAPE = (64, 64, 3)
 INPUT_CONTRACT = {
     "crops": list(CROP_NAMES), "shape": list(INPUT_SHAPE), "dtype": "float32",
     "pixels": "BGR, 0..255 (uint8 range)",
-    "made_by": "detect.prepare_faces: detector (YuNet or MTCNN, the box in MTCNN's convention), "
-               "256x256 aligned chip (JPEG q95), triple box",
+    "made_by": "detect.prepare_faces: detector (YuNet or MTCNN: use the one the training data was prepared "
+               "with), 256x256 aligned chip (JPEG q95), triple box",
 }
 
 

@@ -73,6 +73,11 @@ class Split:
     val: pd.DataFrame
 
 
+def row_sources(rows: pd.DataFrame) -> np.ndarray:
+    """The source of each row: the part of its key before ':' (utk, asia, ...)."""
+    return rows["key"].str.split(":", n=1).str[0].to_numpy().astype(str)
+
+
 NEAR_DUPLICATE_DIFFERENCE = 8.0  # mean grey-level difference of 32x32 thumbnails; copies measured 1-8, other faces 15+
 
 
@@ -138,7 +143,7 @@ def grouped_split(rows: pd.DataFrame, val_split: float, seed: int, keep: dict | 
     from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 
     groups, report = duplicate_groups(rows)
-    sources = rows["key"].str.split(":", n=1).str[0].to_numpy()
+    sources = row_sources(rows)
     decades = np.minimum(rows["age"].to_numpy() // 10, 9).astype(int)
     strata = np.char.add(sources.astype(str), decades.astype(str))
     forced = np.zeros(len(rows), dtype=np.int8)  # 0 free, 1 training, 2 validation

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nets.data import row_sources
+
 
 def predict_rows(model, rows, batch_size: int = 256, degrade=None) -> dict:
     """Model outputs for every row (crops made exactly as in training, without augmentation;
@@ -19,11 +21,6 @@ def predict_rows(model, rows, batch_size: int = 256, degrade=None) -> dict:
         crops = store.crops(range(start, min(start + batch_size, len(rows))), degrade=degrade)
         outputs.append({k: np.asarray(v) for k, v in model.predict_on_batch(as_inputs(crops)).items()})
     return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
-
-
-def row_sources(rows) -> np.ndarray:
-    """The source of each row: the part of its key before ':' (utk, asia, ...)."""
-    return rows["key"].str.split(":", n=1).str[0].to_numpy().astype(str)
 
 
 def age_metrics(true_age, pred_age) -> dict:

@@ -55,7 +55,11 @@ class KerasRunner:
     """A .keras file of this project, or a C3AE Keras model already in memory."""
 
     def __init__(self, path_or_model):
-        from nets.model import as_float32, describe, load_c3ae
+        try:
+            from nets.model import as_float32, describe, load_c3ae
+        except ImportError as exc:
+            raise ModelFileError(f"running {path_or_model} needs TensorFlow and Keras (pip install -r "
+                                 f"requirements.txt); its .tflite exports run without them ({exc})") from exc
 
         loaded = path_or_model if hasattr(path_or_model, "predict_on_batch") else load_c3ae(path_or_model)
         self.model = as_float32(loaded)
@@ -130,10 +134,10 @@ def draw_predictions(image: np.ndarray, predictions: list[FacePrediction]) -> np
     for p in predictions:
         x1, y1, x2, y2 = (int(round(v)) for v in p.box)
         color = (60, 60, 230) if p.gender == "F" else (230, 120, 40) if p.gender == "M" else (60, 200, 60)
-        cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness)
-        label = f"{p.age:.0f}" + (f" {p.gender}" if p.gender else "") + (" ?" if p.warning else "")
         if p.warning:  # a doubtful answer: grey, with a question mark
             color = (128, 128, 128)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness)
+        label = f"{p.age:.0f}" + (f" {p.gender}" if p.gender else "") + (" ?" if p.warning else "")
         scale = max(0.5, (x2 - x1) / 160)
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
         top = max(0, y1 - th - base - 4)

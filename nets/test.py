@@ -31,7 +31,8 @@ def say(message):
 
 
 def parse_args(argv=None):
-    # Only the standard library is imported before the arguments are parsed, so -h is instant.
+    # Nothing heavy is imported before the arguments are parsed (detect/ brings numpy and OpenCV,
+    # about 0.2 s; the model runtime and the detector come after), so -h and bad flags are quick.
     from detect.detector import DEFAULT_DETECTOR, DETECTORS, MIN_FACE_SIZE, SMALLEST_FACE
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -72,7 +73,8 @@ def report(path, predictions, as_json, **extra):
             print(json.dumps(p.to_json(file=str(path), **extra)), flush=True)
         else:
             gender = f", {'female' if p.gender == 'F' else 'male'} ({p.gender_prob:.2f})" if p.gender else ""
-            print(f"{path}: age {p.age:.1f}{gender}, box {[round(v) for v in p.box]}", flush=True)
+            warning = f" (doubtful: {p.warning})" if p.warning else ""
+            print(f"{path}: age {p.age:.1f}{gender}, box {[round(v) for v in p.box]}{warning}", flush=True)
 
 
 def display_problem() -> str | None:
@@ -80,7 +82,7 @@ def display_problem() -> str | None:
     the whole process instead of raising an error that could be caught."""
     if sys.platform.startswith("linux"):
         display = os.environ.get("DISPLAY", "")
-        if not display and not os.environ.get("WAYLAND_DISPLAY"):
+        if not display:  # opencv-python's Qt talks to X (or XWayland, which sets DISPLAY)
             return "no display here (DISPLAY is not set)"
         if display.startswith(":") and not Path(f"/tmp/.X11-unix/X{display[1:].split('.')[0]}").exists():
             return f"no X server answers on DISPLAY={display}"
@@ -91,35 +93,51 @@ class Window:
     """An OpenCV window that is only opened where it can be; show() is False once ESC is pressed."""
 
     def __init__(self, title: str, wanted: bool):
-        self.title = title
+        self.title, self.opened = title, False
         problem = display_problem() if wanted else None
         self.enabled = wanted and problem is None
         if problem:
             say(f"note: {problem}; nothing is shown (--no-show skips this note)")
 
     def show(self, image, wait: int) -> bool:
+        """Show image; wait=0 waits until a key is pressed or the window is closed, otherwise that
+        many milliseconds. False once ESC was pressed or the window closed."""
         import cv2
 
         if not self.enabled:
             return True
         try:
+            if not self.opened:
+                cv2.namedWindow(self.title, cv2.WINDOW_NORMAL)  # resizable: a 12 MP photo fits the screen
+                self.opened = True
             cv2.imshow(self.title, image)
-            return (cv2.waitKey(wait) & 0xFF) != ESC
+            while True:
+                key = cv2.waitKey(wait or 100) & 0xFF
+                if key == ESC or cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
+                    return False
+                if wait or key != 0xFF:
+                    return True
         except cv2.error:
             say("note: this OpenCV cannot open windows (a headless build?); nothing is shown")
             self.enabled = False
             return True
 
 
-def output_problem(target: Path, inputs=()) -> str | None:
-    """Why an annotated image cannot be written to target, or None."""
+VIDEO_SUFFIXES = (".mp4", ".avi")  # mp4v and MJPG, which every opencv-python build writes
+
+
+def output_problem(target: Path, inputs=(), video: bool = False) -> str | None:
+    """Why an annotated image (or video) cannot be written to target, or None."""
     import cv2
 
+    example = "out.mp4" if video else "out.jpg"
     if target.exists() and target.is_dir():
-        return f"{target} is a folder; give a file name such as {target / 'out.jpg'}"
+        return f"{target} is a folder; give a file name such as {target / example}"
     if not target.suffix:
-        return f"{target} has no extension; give one such as .jpg or .png"
-    if not cv2.haveImageWriter(str(target)):
+        return f"{target} has no extension; give one such as {'.mp4 or .avi' if video else '.jpg or .png'}"
+    if video and target.suffix.lower() not in VIDEO_SUFFIXES:
+        return f"cannot write {target.suffix} videos ({target}); use .mp4 or .avi"
+    if not video and not cv2.haveImageWriter(str(target)):
         return f"OpenCV cannot write {target.suffix} images ({target}); use .jpg or .png"
     for parent in target.parents:
         if parent.exists():
@@ -128,7 +146,7 @@ def output_problem(target: Path, inputs=()) -> str | None:
             break
     resolved = target.resolve()
     if any(resolved == Path(p).resolve() for p in inputs):
-        return f"{target} is the input image itself; it would be overwritten"
+        return f"{target} is the input {'video' if video else 'image'} itself; it would be overwritten"
     return None
 
 
@@ -148,7 +166,11 @@ def run_image(estimator, args) -> int:
     except ImageReadError as exc:
         say(f"error: {exc}")
         return 1
-    predictions = estimator.predict(image)
+    try:
+        predictions = estimator.predict(image)
+    except (ValueError, cv2.error) as exc:
+        say(f"error: {args.image}: processing failed ({exc})")
+        return 1
     if not predictions:
         say(f"{args.image}: no face found")
     report(args.image, predictions, args.json)
@@ -170,7 +192,11 @@ def folder_entries(root: Path, skip_below: Path | None):
     import stat
 
     candidates, skipped, folders = [], Counter(), 0
-    for current, dirs, files in os.walk(root, followlinks=False):
+
+    def unreadable(error):
+        skipped["unreadable folders"] += 1
+
+    for current, dirs, files in os.walk(root, followlinks=False, onerror=unreadable):
         current = Path(current)
         if skip_below is not None and (current == skip_below or skip_below in current.parents):
             dirs[:] = []
@@ -208,9 +234,9 @@ def run_folder(estimator, args) -> int:
         return 1
     out_dir = Path(args.output) if args.output else None
     if out_dir is not None:
-        if out_dir.resolve() == root.resolve():
-            say(f"error: -o {out_dir} is the input folder; the annotated copies would replace your photos. "
-                "Give another folder")
+        if out_dir.resolve() == root.resolve() or out_dir.resolve() in root.resolve().parents:
+            say(f"error: -o {out_dir} {'is' if out_dir.resolve() == root.resolve() else 'holds'} the input folder; "
+                "the annotated copies could replace your photos. Give another folder")
             return 2
         if out_dir.exists() and not out_dir.is_dir():
             say(f"error: -o {out_dir} is a file; give a folder for the annotated copies")
@@ -234,7 +260,12 @@ def run_folder(estimator, args) -> int:
                 skipped[str(exc).split(": ", 1)[-1]] += 1
                 continue
             counts["images"] += 1
-            predictions = estimator.predict(image)
+            try:
+                predictions = estimator.predict(image)
+            except (ValueError, cv2.error) as exc:  # one odd image must not end the batch
+                say(f"{path}: processing failed ({exc})")
+                skipped["processing failed"] += 1
+                continue
             if not predictions:
                 say(f"{path}: no face found")
                 skipped["no face found"] += 1
@@ -245,6 +276,9 @@ def run_folder(estimator, args) -> int:
                 target = out_dir / path.relative_to(root)  # same name and format, so a.png and a.jpg stay apart
                 if not cv2.haveImageWriter(str(target)):
                     target = target.with_name(target.name + ".jpg")
+                if target.exists():  # never replace a file: it may be a photo, not an earlier copy
+                    counts["exist"] += 1
+                    continue
                 try:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     written = cv2.imwrite(str(target), draw_predictions(image, predictions))
@@ -260,6 +294,8 @@ def run_folder(estimator, args) -> int:
     reasons = ", ".join(f"{n} {reason}" for reason, n in skipped.most_common()) or "none"
     written = f"; {counts['written']} annotated copies in {out_dir}" if out_dir else ""
     failed = f", {counts['not written']} could not be written" if counts["not written"] else ""
+    failed += (f", {counts['exist']} not written because a file of that name exists in {out_dir} (nothing is "
+               "replaced; give an empty folder)") if counts["exist"] else ""
     stop = f"interrupted after {counts['read']} of {len(files)} files; " if interrupted else ""
     say(f"{stop}{entries} entries in {folders} folders: {counts['images']} images, {counts['faces']} faces; "
         f"skipped: {reasons}{written}{failed}")
@@ -296,12 +332,9 @@ def run_video(estimator, args) -> int:
         say(f"error: video file {source} does not exist")
         return 1
     if args.output:
-        output = Path(args.output)
-        if isinstance(source, str) and output.resolve() == Path(source).resolve():
-            say(f"error: -o {output} is the input video; it would be overwritten")
-            return 2
-        if output.is_dir():
-            say(f"error: -o {output} is a folder; give a video file name such as {output / 'out.mp4'}")
+        problem = output_problem(Path(args.output), [source] if isinstance(source, str) else [], video=True)
+        if problem:
+            say(f"error: {problem}")
             return 2
     capture = cv2.VideoCapture(source)
     if not capture.isOpened():
@@ -317,7 +350,11 @@ def run_video(estimator, args) -> int:
             ok, frame = capture.read()
             if not ok:
                 break
-            predictions = tracks.update(estimator.predict(frame))
+            try:
+                predictions = tracks.update(estimator.predict(frame))
+            except (ValueError, cv2.error) as exc:  # one odd frame must not end the video
+                say(f"frame {frames}: processing failed ({exc})")
+                predictions = []
             frames += 1
             faces += len(predictions)
             report(args.video, predictions, args.json, frame=frames - 1)
@@ -327,12 +364,16 @@ def run_video(estimator, args) -> int:
                         cv2.LINE_AA)
             if args.output:
                 if writer is None:
-                    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+                    try:
+                        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+                    except OSError as exc:
+                        say(f"error: cannot create the folder of {args.output} ({exc.strerror})")
+                        return 1
                     fourcc = cv2.VideoWriter_fourcc(*("MJPG" if args.output.lower().endswith(".avi") else "mp4v"))
                     writer = cv2.VideoWriter(args.output, fourcc, capture.get(cv2.CAP_PROP_FPS) or 25.0,
                                              (frame.shape[1], frame.shape[0]))
                     if not writer.isOpened():
-                        say(f"error: cannot write video {args.output} (use .mp4 or .avi)")
+                        say(f"error: cannot write video {args.output}")
                         return 1
                 writer.write(annotated)
             if not window.show(annotated, 1):
@@ -363,8 +404,11 @@ def main(argv=None) -> int:
     model = args.model or DEFAULT_MODEL
     try:
         estimator = AgeEstimator(model, detector=args.detector, min_face_size=args.min_face_size)
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
     except ModelFileError as exc:
-        hint = " (train one, or give -m)" if args.model is None else ""
+        hint = " (train one, or give -m)" if args.model is None and not Path(model).exists() else ""
         say(f"error: {exc}{hint}")
         return 1
     except DetectorError as exc:

@@ -40,9 +40,11 @@ class TFLiteModel:
     """A C3AE .tflite file: inputs outer/middle/inner, outputs age, W1 (and gender)."""
 
     def __init__(self, path, num_threads: int | None = None):
-        from ai_edge_litert.interpreter import Interpreter
-
         path = os.fspath(path)
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as exc:
+            raise ModelFileError(f"running {path} needs LiteRT: pip install ai-edge-litert ({exc})") from exc
         content = read_tflite_bytes(path)
         try:
             with captured_stderr() as said:

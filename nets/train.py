@@ -288,7 +288,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     import keras
     import pandas as pd
 
-    from nets.data import SMOOTH_GENDER, load_rows, make_dataset, make_or_load_split
+    from nets.data import SMOOTH_GENDER, load_rows, make_dataset, make_or_load_split, row_sources
     from nets.model import build_c3ae, describe, load_c3ae
     from nets.plots import plot_curves
 
@@ -357,7 +357,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
             used = pd.concat([split.train, split.val])
             state = {"config": asdict(cfg), "model": describe(model), "train_faces": len(split.train),
                      "val_faces": len(split.val),
-                     "data": {"sources": used["key"].str.split(":", n=1).str[0].value_counts().to_dict(),
+                     "data": {"sources": pd.Series(row_sources(used)).value_counts().to_dict(),
                               "detectors": used["detector"].value_counts().to_dict()}}
             if cfg.pretrain_path:
                 state["pretrained_from"] = pretrain_record(cfg.pretrain_path)

@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from detect.detector import DEFAULT_DETECTOR, DETECTORS, MIN_FACE_SIZE, check_min_face_size
+from detect.detector import DEFAULT_DETECTOR, DETECTORS, MIN_FACE_SIZE, check_detector, check_min_face_size
 from preprocessing.sources import Item, SourceError, read_source
 
 MULTI_FACE_POLICIES = ("largest", "skip")
@@ -47,7 +47,10 @@ def _init_worker(settings: Settings, single_thread: bool):
         import cv2
         cv2.setNumThreads(1)
         if settings.detector == "mtcnn":
-            import tensorflow as tf
+            from detect.quiet import tensorflow_notices_filtered
+
+            with tensorflow_notices_filtered():  # TensorFlow's start-up notices, once per worker
+                import tensorflow as tf
             tf.config.threading.set_intra_op_parallelism_threads(1)
             tf.config.threading.set_inter_op_parallelism_threads(1)
     from detect import make_detector
@@ -56,8 +59,10 @@ def _init_worker(settings: Settings, single_thread: bool):
 
 
 def process_item(item: Item):
-    """(row, None) for a face written, (None, reason) for a skipped image."""
-    from detect import ImageReadError, load_image, prepare_faces
+    """(row, None) for a face written, (None, reason) for a skipped image. Only the face kept
+    (the largest) is aligned and cut."""
+    from detect import ImageReadError, load_image
+    from detect.prepare import prepare_detection
     from preprocessing.schema import face_to_row
 
     try:
@@ -65,16 +70,17 @@ def process_item(item: Item):
     except ImageReadError as exc:
         return None, str(exc).split(": ", 1)[-1]
     try:
-        faces = prepare_faces(image, _detector)
+        found = _detector.detect(image)
+        if not found:
+            return None, "no face found"
+        if len(found) > 1 and _settings.multi_face == "skip":
+            return None, "several faces"
+        if found[0].problem:  # an upside-down or profile face would teach the model nonsense
+            return None, "landmarks not of an upright face"
+        face = prepare_detection(image, found[0])
     except Exception as exc:  # a failure on one image must not end the run
         return None, f"processing failed ({type(exc).__name__}: {exc})"
-    if not faces:
-        return None, "no face found"
-    if len(faces) > 1 and _settings.multi_face == "skip":
-        return None, "several faces"
-    if faces[0].problem:  # an upside-down or profile face would teach the model nonsense
-        return None, "landmarks not of an upright face"
-    return face_to_row(faces[0], item.name, item.age, item.gender, len(faces), _settings.detector), None
+    return face_to_row(face, item.name, item.age, item.gender, len(found), _settings.detector), None
 
 
 def _signature(items: list[Item], settings: Settings | None = None) -> str:
@@ -164,6 +170,7 @@ def build_source(source: str, input_path, dest="dataset/data", workers: int | No
     check_min_face_size(settings.min_face_size)
     if settings.detector not in DETECTORS:
         raise ValueError(f"detector must be one of {DETECTORS}, not {settings.detector!r}")
+    check_detector(settings.detector)  # here: a worker that cannot build it would be restarted forever
     if chunk_size < 1:
         raise ValueError("chunk size must be at least 1")
     if limit is not None and (isinstance(limit, bool) or limit < 1):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detect.detector import DEFAULT_DETECTOR, DETECTORS, MIN_FACE_SIZE  # noqa: E402
+from detect.detector import DEFAULT_DETECTOR, DETECTORS, MIN_FACE_SIZE, DetectorError  # noqa: E402
 from preprocessing.build import MULTI_FACE_POLICIES, Settings, build_source  # noqa: E402
 from preprocessing.sources import DEFAULT_INPUTS, READERS, SourceError  # noqa: E402
 
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
         summary = build_source(args.source, source_input, args.dest, workers=args.workers,
                                limit=args.limit, chunk_size=args.chunk_size, settings=settings,
                                progress=not args.no_progress)
-    except (SourceError, ValueError) as exc:
+    except (SourceError, ValueError, DetectorError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -85,7 +85,7 @@ def test_folder_output_into_the_input_folder_is_refused(tmp_path, astronaut_path
     folder.mkdir()
     shutil.copy(astronaut_path, folder / "a.jpg")
     result = run_test_py("--dir", folder, "-o", folder, "--no-show", "--json")
-    assert result.returncode == 2 and "would replace your photos" in result.stderr
+    assert result.returncode == 2 and "could replace your photos" in result.stderr
     assert (folder / "a.jpg").read_bytes() == astronaut_path.read_bytes()
     assert result.stdout == ""
 
@@ -158,3 +158,92 @@ def test_api_converts_float_and_refuses_nan_images(astronaut_path):
     broken[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         estimator.predict(broken)
+
+
+def test_folder_output_that_holds_the_input_or_existing_files_replaces_nothing(tmp_path, astronaut_path):
+    photos = tmp_path / "p"
+    (photos / "sub").mkdir(parents=True)
+    shutil.copy(astronaut_path, photos / "a.jpg")
+    shutil.copy(astronaut_path, photos / "sub" / "a.jpg")
+    before = (photos / "a.jpg").read_bytes()
+    result = run_test_py("--dir", photos / "sub", "-o", photos, "--no-show")
+    assert result.returncode == 2 and "holds the input folder" in result.stderr
+    assert (photos / "a.jpg").read_bytes() == before
+    # an existing folder with a file of the same name: that file stays, and the summary says so
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a.jpg").write_bytes(b"someone's photo")
+    result = run_test_py("--dir", photos / "sub", "-o", other, "--no-show")
+    assert (other / "a.jpg").read_bytes() == b"someone's photo"
+    assert "1 not written because a file of that name exists" in result.stderr and result.returncode == 0
+
+
+def test_missing_litert_is_one_sentence(tmp_path, astronaut_path):
+    script = (f"import sys; sys.modules['ai_edge_litert'] = None; sys.path.insert(0, {str(REPO_ROOT)!r})\n"
+              "from nets.test import main\n"
+              f"sys.exit(main(['-i', {str(astronaut_path)!r}, '--no-show', '-o', {str(tmp_path / 'o.jpg')!r}]))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert "needs LiteRT: pip install ai-edge-litert" in lines[0] and "train one" not in lines[0]
+
+
+@pytest.mark.parametrize("output,words", [("afile/o.mp4", "is a file, not a folder"), ("o.mkv", "use .mp4 or .avi"),
+                                          ("clip.avi", "is the input video itself")])
+def test_bad_video_output_paths_are_refused_before_anything_runs(tmp_path, astronaut_path, output, words):
+    image = cv2.imread(str(astronaut_path))
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (image.shape[1], image.shape[0]))
+    writer.write(image)
+    writer.release()
+    (tmp_path / "afile").write_text("a file\n")
+    before = clip.read_bytes()
+    result = run_test_py("-v", clip, "-o", tmp_path / output, "--no-show")
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1 and words in lines[0], lines
+    assert clip.read_bytes() == before
+
+
+class ImplausibleFace:
+    """A detector stand-in whose landmarks are turned half round about their centre (eyes below the
+    mouth, in swapped order: what an upside-down face looks like), without the second look."""
+
+    def __init__(self):
+        from detect.detector import YuNetDetector
+
+        self.inner = YuNetDetector(check_orientation=False)
+
+    def detect(self, image, color="bgr"):
+        from detect.orientation import landmark_problem
+
+        found = self.inner.detect(image, color)
+        for det in found:
+            det.landmarks = 2 * det.landmarks.mean(axis=0) - det.landmarks
+            det.problem = landmark_problem(det.landmarks)
+        return found
+
+
+def test_a_face_that_cannot_be_upright_is_marked_not_hidden(astronaut_path):
+    from nets.predict import AgeEstimator, draw_predictions
+
+    image = cv2.imread(str(astronaut_path))
+    faces = AgeEstimator(detector=ImplausibleFace()).predict(image)
+    assert len(faces) == 1 and "eye line turned" in faces[0].warning
+    assert "upside down" in faces[0].to_json()["warning"]
+    drawn = draw_predictions(image, faces)
+    x1, y1, x2, y2 = (int(round(v)) for v in faces[0].box)
+    assert tuple(drawn[y2, (x1 + x2) // 2]) == (128, 128, 128)  # the box is grey
+    plain = AgeEstimator().predict(image)
+    assert plain[0].warning is None and "warning" not in plain[0].to_json()
+
+
+def test_data_preparation_skips_a_face_that_cannot_be_upright(astronaut_path):
+    from preprocessing import build
+    from preprocessing.sources import Item
+
+    build._detector, build._settings = ImplausibleFace(), build.Settings()
+    try:
+        row, reason = build.process_item(Item(str(astronaut_path), 30.0, 0, "a.jpg"))
+    finally:
+        build._detector = build._settings = None
+    assert row is None and reason == "landmarks not of an upright face"

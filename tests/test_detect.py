@@ -503,6 +503,11 @@ def test_a_turned_photo_gives_the_upright_face(astronaut, yunet_detector, degree
     eye = lambda f: np.linalg.norm(f.landmarks[1] - f.landmarks[0])  # noqa: E731
     assert eye(face) == pytest.approx(eye(upright), rel=0.12)
     assert np.abs(face.chip.astype(int) - upright.chip.astype(int)).mean() < 35
+    # its points, turned back with the photo, land on the upright face's points
+    h, w = astronaut.shape[:2]
+    back = {180: lambda p: np.stack([w - p[:, 0], h - p[:, 1]], 1), 90: lambda p: np.stack([p[:, 1], h - p[:, 0]], 1),
+            270: lambda p: np.stack([w - p[:, 1], p[:, 0]], 1)}[degrees](face.landmarks)
+    assert np.abs(back - upright.landmarks).max() < 0.16 * eye(upright)  # YuNet moves points by ~0.1 of it
     np.testing.assert_allclose(face.chip_box[2:] - face.chip_box[:2], upright.chip_box[2:] - upright.chip_box[:2],
                                rtol=0.15)
 
@@ -517,3 +522,20 @@ def test_unturn_points_inverts_cv2_rotate():
         y, x = np.argwhere(turned[:, :, 0] == 255)[0]
         back = unturn_points(np.array([[x + 0.5, y + 0.5]]), degrees, 40)[0]  # pixel centres
         np.testing.assert_allclose(back, [30.5, 10.5], atol=1e-4)
+
+
+def test_damaged_yunet_model_is_one_sentence(tmp_path):
+    from detect.detector import YUNET_MODEL, DetectorError, YuNetDetector
+
+    damaged = tmp_path / "yunet.onnx"
+    damaged.write_bytes(YUNET_MODEL.read_bytes()[:5000])
+    with pytest.raises(DetectorError, match="damaged or not an ONNX model file"):
+        YuNetDetector(model_path=damaged)
+    with pytest.raises(DetectorError, match="not found"):
+        YuNetDetector(model_path=tmp_path / "missing.onnx")
+
+
+def test_uint16_with_8_bit_values_is_cast_not_darkened(astronaut):
+    from detect.detector import as_uint8
+
+    np.testing.assert_array_equal(as_uint8(astronaut.astype(np.uint16)), astronaut)

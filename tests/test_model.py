@@ -580,6 +580,9 @@ def test_robust_augmentation_gives_valid_crops_that_differ(chip_and_triple, seed
     assert config.erase_prob == 0.2 and config.grayscale_prob > 0 and config.box_jitter_prob > 0
     crops = augmented_crops(chip, triple, np.random.default_rng(seed), config)
     assert crops.shape == (3, 64, 64, 3) and crops.dtype == np.uint8
+    again = augmented_crops(chip, triple, np.random.default_rng(seed + 100), config)
+    assert not np.array_equal(crops, again)
+    np.testing.assert_array_equal(crops, augmented_crops(chip, triple, np.random.default_rng(seed), config))
     everything = AugmentConfig(grayscale_prob=1.0, flip_prob=0.0, erase_prob=0.0, contrast=(1.0, 1.0),
                                brightness=0.0, rotation=0.0)
     grey = augmented_crops(chip, triple, np.random.default_rng(seed), everything)

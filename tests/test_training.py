@@ -439,8 +439,10 @@ def test_photo_benchmark_times_each_detector_on_both_sizes(run_python):
     assert len(rows) == 6, result.stdout
     for name, (faces, detect_ms, prepare_ms, model_ms, total_ms, ratio) in rows.items():
         assert faces == "1", name
-        assert float(total_ms) == pytest.approx(float(detect_ms) + float(prepare_ms) + float(model_ms), abs=1.0)
+        assert min(float(detect_ms), float(prepare_ms), float(model_ms)) > 0, name
     assert all(rows[name][-1] == "1.0x" for name in rows if "(before" in name)
+    # YuNet is many times faster than MTCNN, on either photo (a generous bound for a busy machine)
+    assert all(float(rows[name][-1].rstrip("x")) > 2 for name in rows if "(default)" in name), result.stdout
 
 
 @pytest.mark.parametrize("what, flag", [("train", "--dataset"), ("preprocess", "--input")])
