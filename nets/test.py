@@ -34,6 +34,7 @@ def parse_args(argv=None):
     # Nothing heavy is imported before the arguments are parsed (detect/ brings numpy and OpenCV,
     # about 0.2 s; the model runtime and the detector come after), so -h and bad flags are quick.
     from detect.detector import DEFAULT_DETECTOR, DETECTORS, MIN_FACE_SIZE, SMALLEST_FACE
+    from nets.predict import DEFAULT_MODEL
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = p.add_mutually_exclusive_group(required=True)
@@ -43,7 +44,7 @@ def parse_args(argv=None):
                         help="a video file, or a camera index (default: webcam 0)")
     p.add_argument("-m", "--model", default=None,
                    help=".keras or .tflite model (default: the shipped age + gender model, "
-                        "model/c3ae_utk_age_gender.dynamic.tflite)")
+                        f"{DEFAULT_MODEL.relative_to(REPO_ROOT)})")
     p.add_argument("-o", "--output", help="annotated output: an image file for -i (default "
                    "runs/NAME_c3ae.jpg), a folder for --dir, a video file for -v")
     p.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR,
