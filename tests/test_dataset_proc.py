@@ -427,3 +427,22 @@ def test_astronaut_via_csv_gives_one_face(tmp_path, run_cli, astronaut_path, det
                                found[0].box, atol=0.5)
     chip = cv2.imdecode(np.frombuffer(row["image"], np.uint8), cv2.IMREAD_COLOR)
     assert chip.shape == (256, 256, 3)
+
+
+@pytest.mark.slow
+def test_mtcnn_prepares_data_too_and_says_so_everywhere(utk_dir, tmp_path, run_cli, link_files, mtcnn_detector):
+    """The original's detector stays a choice: rows, chunk record and summary name it, and its rows
+    hold the faces the API finds with MTCNN (to float rounding, see the consistency tests)."""
+    from detect import prepare_faces
+
+    names = sorted(p.name for p in utk_dir.iterdir())[::3000][:6]
+    folder = link_files([utk_dir / n for n in names], tmp_path / "in")
+    dest = tmp_path / "out"
+    summary = ok(run_cli("--source", "utk", "-i", folder, "-d", dest, "--detector", "mtcnn"))
+    assert summary["detector"] == "mtcnn" and summary["settings"]["detector"] == "mtcnn"
+    assert json.loads((dest / "utk_0.meta.json").read_text())["detector"] == "mtcnn"
+    rows = read_rows(dest, "utk")
+    assert len(rows) == summary["faces_written"] >= 5 and set(rows["detector"]) == {"mtcnn"}
+    for _, row in rows.iterrows():
+        face = prepare_faces(load_image(utk_dir / row["source_file"]), mtcnn_detector)[0]
+        np.testing.assert_allclose(face.box, row[["src_x1", "src_y1", "src_x2", "src_y2"]].to_numpy(float), atol=0.01)
