@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from detect import DEFAULT_DETECTOR, FaceDetector, PreparedFace, make_detector, prepare_faces
-from detect.detector import MIN_FACE_SIZE
+from detect.detector import MAX_SIDE, MIN_FACE_SIZE
 from nets.contract import ModelFileError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -92,16 +92,19 @@ class AgeEstimator:
     model_path: a .keras or .tflite file of this project (default: the shipped age + gender model),
         or a runner such as KerasRunner(model) for a model in memory.
     detector: "yunet" (default, fast), "mtcnn" (the original's), or a detect.FaceDetector.
+    min_face_size, max_side: the smallest face, in pixels; photos larger than max_side pixels are
+        detected on a copy of that size (for a detector given by name).
     """
 
     def __init__(self, model_path=DEFAULT_MODEL, detector: str | FaceDetector = DEFAULT_DETECTOR,
-                 min_face_size: int = MIN_FACE_SIZE):
+                 min_face_size: int = MIN_FACE_SIZE, max_side: int = MAX_SIDE):
         if hasattr(model_path, "predict_crops"):
             self.model_path, self.runner = None, model_path
         else:
             self.model_path, self.runner = os.fspath(model_path), load_model_file(model_path)
         self.has_gender = "gender" in self.runner.outputs
-        self.detector = make_detector(detector, min_face_size=min_face_size) if isinstance(detector, str) else detector
+        self.detector = (make_detector(detector, min_face_size=min_face_size, max_side=max_side)
+                         if isinstance(detector, str) else detector)
 
     def predict_prepared(self, faces: list[PreparedFace]) -> list[FacePrediction]:
         if not faces:

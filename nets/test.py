@@ -24,6 +24,7 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ESC = 27
+VIDEO_DETECT_SIZE = 640  # video frames larger than this are detected on a copy of this size
 
 
 def say(message):
@@ -33,7 +34,7 @@ def say(message):
 def parse_args(argv=None):
     # Nothing heavy is imported before the arguments are parsed (detect/ brings numpy and OpenCV,
     # about 0.2 s; the model runtime and the detector come after), so -h and bad flags are quick.
-    from detect.detector import DEFAULT_DETECTOR, DETECTORS, MIN_FACE_SIZE, SMALLEST_FACE
+    from detect.detector import DEFAULT_DETECTOR, DETECTORS, MAX_SIDE, MIN_FACE_SIZE, SMALLEST_FACE
     from nets.predict import DEFAULT_MODEL
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -54,6 +55,10 @@ def parse_args(argv=None):
     p.add_argument("--no-show", action="store_true", help="do not open a window (headless use)")
     p.add_argument("--min-face-size", type=int, default=MIN_FACE_SIZE,
                    help=f"smallest face to look for, in pixels (at least {SMALLEST_FACE}; default {MIN_FACE_SIZE})")
+    p.add_argument("--detect-size", type=int, default=None,
+                   help=f"the detector looks at a copy whose longer side is at most this many pixels; faces are "
+                        f"still cut from the full image (default: {MAX_SIDE} for photos, {VIDEO_DETECT_SIZE} for "
+                        "video, where every millisecond counts)")
     p.add_argument("--smooth", type=int, default=15,
                    help="-v: average each person's age and gender over this many frames (1: no averaging; "
                         "default 15)")
@@ -65,6 +70,10 @@ def parse_args(argv=None):
         p.error(f"--min-face-size must be at least {SMALLEST_FACE} pixels")
     if args.smooth < 1:
         p.error("--smooth must be at least 1 frame")
+    if args.detect_size is not None and args.detect_size < 64:
+        p.error("--detect-size must be at least 64 pixels")
+    if args.detect_size is None:
+        args.detect_size = VIDEO_DETECT_SIZE if args.video is not None else MAX_SIDE
     return args
 
 
@@ -404,7 +413,8 @@ def main(argv=None) -> int:
 
     model = args.model or DEFAULT_MODEL
     try:
-        estimator = AgeEstimator(model, detector=args.detector, min_face_size=args.min_face_size)
+        estimator = AgeEstimator(model, detector=args.detector, min_face_size=args.min_face_size,
+                                 max_side=args.detect_size)
     except KeyboardInterrupt:
         say("interrupted")
         return 130
