@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Speed of C3AE on this machine, printed as tables (medians over repeats; ratios within one run).
 
-  python nets/benchmark.py model   --keras-model model/c3ae_utk_age_gender.keras   (the model alone)
+  python nets/benchmark.py model   --keras-model model/c3ae_utk_asia_age_gender.keras   (the model alone)
   python nets/benchmark.py photo   (end to end per photo, per detector, 512x512 and 1920x1080)
   python nets/benchmark.py cli     (the one-photo command, start to exit)
   python nets/benchmark.py video   (frames per second and age flicker on a 640x480 still video)
@@ -97,7 +97,7 @@ def bench_photo(model_path, keras_model_path, image_path, repeats):
     photos = [(f"{photo.shape[1]}x{photo.shape[0]}", photo), ("1920x1080", wide_photo(photo))]
     paths = [("YuNet + " + Path(model_path).name + " (default)", "yunet", model_path),
              ("MTCNN + " + Path(model_path).name, "mtcnn", model_path),
-             ("MTCNN + " + Path(keras_model_path).name + " (before: the old default)", "mtcnn", keras_model_path)]
+             ("MTCNN + " + Path(keras_model_path).name + " (before: the old default path)", "mtcnn", keras_model_path)]
     estimators = {}
     for name, detector, model in paths:
         estimators[name] = AgeEstimator(model, detector=make_detector(detector))
@@ -353,7 +353,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=("model", "photo", "cli", "video", "large", "train", "preprocess", "all"))
     p.add_argument("--model", default=None, help="the model of the default path (default: nets/test.py's)")
-    p.add_argument("--keras-model", default=str(REPO / "model" / "c3ae_utk_age_gender.keras"),
+    p.add_argument("--keras-model", default=str(REPO / "model" / "c3ae_utk_asia_age_gender.keras"),
                    help="the .keras model: timed alone, and the model of the path before YuNet and .tflite")
     p.add_argument("--image", default=str(REPO / "assets" / "astronaut.jpg"))
     p.add_argument("--dataset", default="dataset/data")

@@ -10,7 +10,7 @@ metrics on the photos where every detector found a face, and how the boxes and l
 detectors agree on the same faces.
 
   python nets/compare_detectors.py --source utk -i ../shared/data/UTKFace \\
-      --split model/c3ae_utk_age_gender.split.json
+      --split model/c3ae_utk_asia_age_gender.split.json
   python nets/compare_detectors.py --source asia -i ../shared/data/AllAgeFaces --every 4 -m a.tflite b.keras
 """
 from __future__ import annotations

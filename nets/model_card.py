@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Write NAME.card.json for a trained model: how it was made, what it measures, file sizes, hashes.
 
-  python nets/model_card.py model/c3ae_utk_age_gender.keras
+  python nets/model_card.py model/c3ae_utk_asia_age_gender.keras
 
 It reads NAME.state.json (training, with the stages of -p fine-tuning), NAME.eval.json (from -test) and the .tflite exports (from
 -fz) beside the model, and records the SHA-256 of every file it names. `check_faces` is the MAE on

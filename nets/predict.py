@@ -22,7 +22,7 @@ from nets.contract import ModelFileError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The fastest export of the shipped age + gender model that passes the parity check (README, Speed).
-DEFAULT_MODEL = REPO_ROOT / "model" / "c3ae_utk_age_gender.dynamic.tflite"
+DEFAULT_MODEL = REPO_ROOT / "model" / "c3ae_utk_asia_age_gender.float32.tflite"
 GENDER_NAMES = ("F", "M")  # index 0 female, 1 male
 
 

@@ -24,7 +24,7 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ESC = 27
-VIDEO_DETECT_SIZE = 640  # video frames larger than this are detected on a copy of this size
+VIDEO_DETECT_SIZE = 480  # video frames larger than this are detected on a copy of this size (a 640x480 webcam: 480x360)
 
 
 def say(message):

@@ -135,7 +135,7 @@ def test_ctrl_c_during_a_folder_ends_with_a_summary(tmp_path, astronaut_path):
 @pytest.mark.parametrize("damage", ["truncated", "empty", "text"])
 def test_damaged_tflite_files_give_one_line_not_a_crash(tmp_path, astronaut_path, damage):
     """A truncated export used to end the process with a segmentation fault (exit 139)."""
-    shipped = (REPO_ROOT / "model" / "c3ae_utk_age_gender.float32.tflite").read_bytes()
+    shipped = (REPO_ROOT / "model" / "c3ae_utk_asia_age_gender.float32.tflite").read_bytes()
     model = tmp_path / "model.tflite"
     model.write_bytes({"truncated": shipped[:len(shipped) // 2], "empty": b"", "text": b"not a model\n" * 9}[damage])
     result = run_test_py("-i", astronaut_path, "-m", model, "--json", "--no-show", "-o", tmp_path / "o.jpg")

@@ -13,12 +13,23 @@ from conftest import REPO_ROOT
 
 MODEL_DIR = REPO_ROOT / "model"
 CARDS = sorted(MODEL_DIR.glob("*.card.json"))
-GENDER_CARD = MODEL_DIR / "c3ae_utk_age_gender.card.json"
+SHIPPED = "c3ae_utk_asia"  # the models' names: c3ae_utk_asia_age_gender.*, c3ae_utk_asia_age.*
+GENDER_CARD = MODEL_DIR / f"{SHIPPED}_age_gender.card.json"
+# where the raw photos of each source are, for the check faces of a card
+RAW = {"utk": ("UTKFace", "utk"), "asia": ("AllAgeFaces", "asia")}
 
 
-def test_both_models_are_shipped_with_cards():
+def test_both_models_are_shipped_with_cards_and_the_default_is_one_of_them():
+    from nets.predict import DEFAULT_MODEL
+
     names = {c.name for c in CARDS}
-    assert {"c3ae_utk_age.card.json", "c3ae_utk_age_gender.card.json"} <= names
+    assert {f"{SHIPPED}_age.card.json", f"{SHIPPED}_age_gender.card.json"} <= names
+    card = json.loads(GENDER_CARD.read_text())
+    assert DEFAULT_MODEL.name in card["files"] and DEFAULT_MODEL.is_file()
+    # the default detector is the one that prepared the default model's training data
+    from detect import DEFAULT_DETECTOR
+
+    assert set(card["data"]["detectors"]) == {DEFAULT_DETECTOR}
 
 
 @pytest.mark.parametrize("card_path", CARDS, ids=lambda p: p.name)
@@ -41,23 +52,31 @@ def test_files_match_their_card_and_load_finite(card_path):
 
 
 @pytest.mark.slow
-def test_gender_model_reproduces_its_card_on_raw_utk_images(utk_dir, mtcnn_detector):
-    """The card's check faces, read from the raw UTKFace files, give the MAE the card claims."""
+def test_gender_model_reproduces_its_card_on_raw_photos(repo_root):
+    """The card's check faces, read from the raw photos of each source, give the MAE the card claims."""
+    from detect import load_image, make_detector
     from nets.model_card import check_keys
     from nets.predict import AgeEstimator
-    from detect import load_image
+    from preprocessing.sources import read_source
 
     card = json.loads(GENDER_CARD.read_text())
-    estimator = AgeEstimator(MODEL_DIR / card["model"], detector=mtcnn_detector)  # its data was prepared with MTCNN
-    keys = check_keys(MODEL_DIR / "c3ae_utk_age_gender.split.json")
+    (detector,) = card["data"]["detectors"]  # its data was prepared with this one
+    estimator = AgeEstimator(MODEL_DIR / card["model"], detector=make_detector(detector))
+    keys = check_keys(MODEL_DIR / card["model"].replace(".keras", ".split.json"))
+    labels = {}
+    for source in {key.split(":", 1)[0] for key in keys}:
+        folder = (repo_root / ".." / "shared" / "data" / RAW[source][0]).resolve()
+        if not folder.is_dir():
+            pytest.skip(f"the raw photos of {source} are not at {folder}")
+        items, _ = read_source(RAW[source][1], folder)
+        labels.update({f"{source}:{item.name}": item for item in items})
     errors, correct = [], []
     for key in keys:
-        name = key.split(":", 1)[1]
-        faces = estimator.predict(load_image(utk_dir / name))
-        assert faces, f"{name}: a face found at preparation time must be found again"
-        age, gender = int(name.split("_")[0]), 1 - int(name.split("_")[1])
-        errors.append(abs(faces[0].age - age))
-        correct.append(faces[0].gender == "FM"[gender])
+        item = labels[key]
+        faces = estimator.predict(load_image(item.path))
+        assert faces, f"{key}: a face found at preparation time must be found again"
+        errors.append(abs(faces[0].age - item.age))
+        correct.append(faces[0].gender == "FM"[item.gender])
     mae = float(np.mean(errors))
     assert abs(mae - card["check_faces"]["mae"]) < 0.05
     assert abs(mae - card["validation"]["mae"]) <= 0.5
