@@ -87,7 +87,7 @@ def wide_photo(image, size=(1920, 1080)):
     return canvas
 
 
-def bench_photo(model_path, keras_model_path, image_path, repeats):
+def bench_photo(model_path, keras_model_path, image_path, repeats, detectors=("yunet", "mtcnn")):
     """End to end per photo, step by step, for each detector, on the photo and a 1920x1080 version."""
     from detect import load_image, make_detector
     from detect.prepare import prepare_detection
@@ -98,6 +98,7 @@ def bench_photo(model_path, keras_model_path, image_path, repeats):
     paths = [("YuNet + " + Path(model_path).name + " (default)", "yunet", model_path),
              ("MTCNN + " + Path(model_path).name, "mtcnn", model_path),
              ("MTCNN + " + Path(keras_model_path).name + " (before: the old default path)", "mtcnn", keras_model_path)]
+    paths = [path for path in paths if path[1] in detectors]
     estimators = {}
     for name, detector, model in paths:
         estimators[name] = AgeEstimator(model, detector=make_detector(detector))
@@ -129,16 +130,16 @@ def bench_photo(model_path, keras_model_path, image_path, repeats):
             totals[name] = total
             rows.append([f"{size}, {name}", found] + [f"{statistics.median(steps[k]) * 1e3:.1f}" for k in steps]
                         + [f"{total * 1e3:.1f}"])
-        before = totals[paths[-1][0]]
+        before = totals[paths[-1][0]] if "mtcnn" in detectors else None  # the old default path is the last
         for row, (name, _, _) in zip(rows[-len(paths):], paths):
-            row.append(f"{before / totals[name]:.1f}x")
+            row.append(f"{before / totals[name]:.1f}x" if before else "-")
     table(f"End to end per photo ({Path(image_path).name} and a 1920x1080 version of it; {repeats} calls per "
           "row, each step timed within the call; medians; photos above 1280 px are detected on a 1280 px copy)",
           ["photo, detector + model", "faces", "detect ms", "align, JPEG, triple box, pose ms", "crops + model ms",
            "total ms", "speed-up vs before"], rows)
 
 
-def bench_cli(image_path, keras_model_path, repeats):
+def bench_cli(image_path, keras_model_path, repeats, detectors=("yunet", "mtcnn")):
     """Wall time of the one-photo command, start to exit, as a user runs it."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -148,6 +149,8 @@ def bench_cli(image_path, keras_model_path, repeats):
                     (f"the same with -m {Path(keras_model_path).name} --detector mtcnn (before)",
                      ["-i", str(image_path), "--json", "--no-show", "-o", f"{tmp}/b.jpg", "-m", str(keras_model_path),
                       "--detector", "mtcnn"])]
+        if "mtcnn" not in detectors:
+            commands = commands[:-1]
         times = {}
         for name, args in commands:
             runs = []
@@ -158,7 +161,7 @@ def bench_cli(image_path, keras_model_path, repeats):
                 runs.append(time.perf_counter() - start)
             times[name] = statistics.median(runs)
             rows.append([name, f"{times[name]:.2f}", f"{min(runs):.2f}-{max(runs):.2f}"])
-    before = times[commands[-1][0]]
+    before = times[commands[-1][0]]  # the old default path, or the default one
     for row in rows:
         row.append(f"{before / times[row[0]]:.1f}x")
     table(f"One command, start to exit ({repeats} runs each, in turn; seconds)", ["command", "median s", "range",
@@ -184,7 +187,7 @@ def large_photos(image, folder: Path) -> dict:
     return paths
 
 
-def bench_large(image_path):
+def bench_large(image_path, detectors=("yunet", "mtcnn")):
     """nets/test.py -i on large photos, per detector: seconds start to exit and peak memory."""
     from detect import load_image
 
@@ -198,7 +201,7 @@ def bench_large(image_path):
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, path in large_photos(load_image(image_path), Path(tmp)).items():
-            for detector in ("yunet", "mtcnn"):
+            for detector in detectors:
                 start = time.perf_counter()
                 result = subprocess.run([sys.executable, "-c", wrapper, str(REPO / "nets" / "test.py"), "-i", str(path),
                                          "--json", "--no-show", "-o", f"{tmp}/out.jpg", "--detector", detector],
@@ -230,7 +233,7 @@ def still_video(image, path, frames=150, size=(640, 480), fps=30.0, seed=0):
     writer.release()
 
 
-def bench_video(image_path, keras_model_path):
+def bench_video(image_path, keras_model_path, detectors=("yunet", "mtcnn")):
     """Frames per second of nets/test.py -v on a 640x480 still video with one face, and the flicker:
     the spread of that person's age over the frames, each frame on its own and averaged per track."""
     import re
@@ -246,6 +249,7 @@ def bench_video(image_path, keras_model_path):
         runs = [("default (YuNet + .tflite), --smooth 15", []), ("default, --smooth 1 (no averaging)", ["--smooth", "1"]),
                 (f"-m {Path(keras_model_path).name} --detector mtcnn (before)",
                  ["-m", str(keras_model_path), "--detector", "mtcnn", "--smooth", "1"])]
+        runs = [run for run in runs if "mtcnn" in detectors or "mtcnn" not in run[1]]
         for name, extra in runs:
             result = subprocess.run([sys.executable, str(REPO / "nets" / "test.py"), "-v", str(video), "--no-show",
                                      "--json", *extra], check=True, capture_output=True, text=True)
@@ -320,7 +324,7 @@ def bench_train(dataset, source, batch_size, steps, rounds):
             f"{statistics.median(ratios):.0%} (median of rounds, {min(ratios):.0%}-{max(ratios):.0%})"]])
 
 
-def bench_preprocess(input_dir, images):
+def bench_preprocess(input_dir, images, detectors=("yunet", "mtcnn")):
     """dataset_proc.py --source utk on the same images, per detector, with 1 and 2 workers."""
     import os
 
@@ -331,7 +335,7 @@ def bench_preprocess(input_dir, images):
         src.mkdir()
         for f in files:
             os.symlink(f.resolve(), src / f.name)
-        for detector in ("yunet", "mtcnn"):
+        for detector in detectors:
             for workers in (1, 2):
                 out = Path(tmp) / f"out{detector}{workers}"
                 start = time.perf_counter()
@@ -342,11 +346,11 @@ def bench_preprocess(input_dir, images):
                 summary = json.loads((out / "utk_summary.json").read_text())
                 rows.append([detector, workers, len(files), summary["faces_written"], f"{seconds:.1f}",
                              f"{len(files) / seconds:.2f}"])
-    base = float(rows[-1][5])  # MTCNN with 2 workers, the way it was run before
+    base = float(rows[-1][5])  # the last: MTCNN with 2 workers, the way it was run before (or the one detector's)
     for row in rows:
         row.append(f"{float(row[5]) / base:.2f}x")
     table(f"Preprocessing (dataset_proc.py --source utk, {len(files)} UTKFace images, process start included)",
-          ["detector", "workers", "images", "faces", "seconds", "images/s", "vs MTCNN, 2 workers"], rows)
+          ["detector", "workers", "images", "faces", "seconds", "images/s", f"vs {rows[-1][0]}, 2 workers"], rows)
 
 
 def main(argv=None):
@@ -364,6 +368,9 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--rounds", type=int, default=5, help="train: epochs per feed, taking turns")
+    p.add_argument("--detector", choices=("yunet", "mtcnn", "both"), default="both",
+                   help="photo, cli, video, large, preprocess: time only this detector's path (default: both; "
+                        "the rows of the path before, with MTCNN, need mtcnn)")
     args = p.parse_args(argv)
     import os
     print(f"machine: {os.cpu_count()} CPU cores; python {sys.version.split()[0]}; "
@@ -371,6 +378,7 @@ def main(argv=None):
     from nets.predict import DEFAULT_MODEL
 
     model = args.model or str(DEFAULT_MODEL)
+    detectors = ("yunet", "mtcnn") if args.detector == "both" else (args.detector,)
     try:
         for path in (model, args.keras_model, args.image):
             if not Path(path).is_file():
@@ -378,19 +386,19 @@ def main(argv=None):
         if args.what in ("model", "all"):
             bench_model(args.keras_model, args.repeats)
         if args.what in ("photo", "all"):
-            bench_photo(model, args.keras_model, args.image, args.repeats)
+            bench_photo(model, args.keras_model, args.image, args.repeats, detectors)
         if args.what in ("cli", "all"):
-            bench_cli(args.image, args.keras_model, max(3, args.repeats // 4))
+            bench_cli(args.image, args.keras_model, max(3, args.repeats // 4), detectors)
         if args.what in ("video", "all"):
-            bench_video(args.image, args.keras_model)
+            bench_video(args.image, args.keras_model, detectors)
         if args.what in ("large", "all"):
-            bench_large(args.image)
+            bench_large(args.image, detectors)
         if args.what in ("train", "all"):
             bench_train(args.dataset, args.source, args.batch_size, args.steps, args.rounds)
         if args.what in ("preprocess", "all"):
             if not Path(args.input).is_dir():
                 raise FileNotFoundError(f"--input {args.input} is not a folder of images")
-            bench_preprocess(args.input, args.images)
+            bench_preprocess(args.input, args.images, detectors)
     except (ValueError, FileNotFoundError) as exc:  # our data, model and image errors are ValueErrors
         print(f"error: {exc}", file=sys.stderr)
         return 2

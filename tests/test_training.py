@@ -445,6 +445,14 @@ def test_photo_benchmark_times_each_detector_on_both_sizes(run_python):
     assert all(float(rows[name][-1].rstrip("x")) > 2 for name in rows if "(default)" in name), result.stdout
 
 
+def test_photo_benchmark_of_one_detector_times_only_its_path(run_python):
+    result = ok(run_python("nets/benchmark.py", "photo", "--repeats", "2", "--detector", "yunet"), "benchmark.py photo")
+    rows = {name: cells for name, cells in table_rows(result.stdout).items() if "x" in name.split(",")[0]}
+    assert sorted(rows) == ["1920x1080, YuNet + c3ae_utk_asia_age_gender.float32.tflite (default)",
+                            "512x512, YuNet + c3ae_utk_asia_age_gender.float32.tflite (default)"], result.stdout
+    assert all(cells[0] == "1" and cells[-1] == "-" for cells in rows.values()), result.stdout  # no path before to compare
+
+
 @pytest.mark.parametrize("what, flag", [("train", "--dataset"), ("preprocess", "--input")])
 def test_benchmark_without_its_data_says_so_in_one_line(what, flag, run_python, messages, tmp_path):
     result = run_python("nets/benchmark.py", what, flag, tmp_path / "nothing here")
