@@ -12,15 +12,12 @@ largest-first order.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from detect.orientation import check_orientation, drop_turned_duplicates
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Order of the 5 landmarks everywhere in this project. "left"/"right" are as seen in the image
 # (left_eye has the smaller x on an upright face), which is MTCNN's and YuNet's own convention.
@@ -179,13 +176,13 @@ class MTCNNDetector(FaceDetector):
     def __init__(self, min_face_size: int = MIN_FACE_SIZE, thresholds=(0.6, 0.7, 0.8), pad_retry: float = 0.25,
                  max_side: int = MAX_SIDE, check_orientation: bool = True):
         super().__init__(min_face_size, pad_retry, max_side, check_orientation)
-        from detect.quiet import tensorflow_notices_filtered
+        from detect.quiet import start_tensorflow
 
-        try:
-            with tensorflow_notices_filtered():
-                from mtcnn import MTCNN  # imports TensorFlow; kept lazy so that light tools stay light
+        try:  # kept lazy so that light tools stay light
+            start_tensorflow()
+            from mtcnn import MTCNN
 
-                self._mtcnn = MTCNN()
+            self._mtcnn = MTCNN()
         except ImportError as exc:
             raise DetectorError(f"the MTCNN detector needs the packages of requirements.txt (mtcnn, tensorflow): "
                                 f"{exc}; the YuNet detector needs neither") from exc

@@ -79,3 +79,15 @@ def tensorflow_notices_filtered(gpu: bool = False):
         if text:
             sys.stderr.write(text)
             sys.stderr.flush()
+
+
+def start_tensorflow(gpu: bool = False):
+    """Import TensorFlow and let CUDA look for GPUs, the two moments it prints its start-up notices, with
+    those notices filtered; returns the tensorflow module. The project's level (errors only) is set
+    unless the user chose one with TF_CPP_MIN_LOG_LEVEL. Later calls cost nothing."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with tensorflow_notices_filtered(gpu):
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")  # CUDA starts (cuInit) here, once per process
+    return tf

@@ -178,16 +178,13 @@ def main(argv, description: str, gender: bool) -> int:
     def log(message):
         print(message, file=sys.stderr, flush=True)
 
-    from detect.quiet import tensorflow_notices_filtered
+    from detect.quiet import start_tensorflow
 
     try:
-        with tensorflow_notices_filtered(args.gpu):
-            import tensorflow as tf
-
-            tf.config.list_physical_devices("GPU")  # CUDA starts (cuInit) here, once per process
-            from nets.data import DataError
-            from nets.model import ModelFileError
-            from nets.train import TrainingError, configure_devices, train
+        start_tensorflow(args.gpu)
+        from nets.data import DataError
+        from nets.model import ModelFileError
+        from nets.train import TrainingError, configure_devices, train
     except KeyboardInterrupt:
         log("interrupted while TensorFlow was starting")
         return 130

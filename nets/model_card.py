@@ -84,13 +84,7 @@ if __name__ == "__main__":
     p.add_argument("--dataset", default="dataset/data")
     p.add_argument("--source", default="utk")
     a = p.parse_args()
-    import os
+    from detect.quiet import start_tensorflow
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from detect.quiet import tensorflow_notices_filtered
-
-    with tensorflow_notices_filtered():  # TensorFlow's start-up notices are not this tool's output
-        import tensorflow  # noqa: F401
-
-        tensorflow.config.list_physical_devices("GPU")
+    start_tensorflow()  # its start-up notices are not this tool's output
     print(json.dumps(write_card(a.model, a.dataset, a.source), indent=2))

@@ -47,10 +47,9 @@ def _init_worker(settings: Settings, single_thread: bool):
         import cv2
         cv2.setNumThreads(1)
         if settings.detector == "mtcnn":
-            from detect.quiet import tensorflow_notices_filtered
+            from detect.quiet import start_tensorflow
 
-            with tensorflow_notices_filtered():  # TensorFlow's start-up notices, once per worker
-                import tensorflow as tf
+            tf = start_tensorflow()  # without its start-up notices, once per worker
             tf.config.threading.set_intra_op_parallelism_threads(1)
             tf.config.threading.set_inter_op_parallelism_threads(1)
     from detect import make_detector

@@ -166,6 +166,18 @@ def test_start_up_keeps_tensorflow_lines_when_asked_for(tmp_path, repo_root):
     assert lines[-1] == f"error: model file {model} is empty (0 bytes)"
 
 
+def test_mtcnn_starts_tensorflow_quietly_too(tmp_path, repo_root):
+    """nets/test.py with the MTCNN detector: TensorFlow is imported for the detector alone (the model is
+    the TFLite default), and stderr holds only the project's own line."""
+    out = tmp_path / "annotated.jpg"
+    result, imported = run_script(repo_root, "nets/test.py", "-i", "assets/astronaut.jpg", "--detector", "mtcnn",
+                                  "--no-show", "--json", "-o", out)
+    assert imported["tensorflow"]
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert stderr_lines(result) == [f"annotated image written to {out}"]
+    assert json.loads(result.stdout.strip().splitlines()[0])["age"] > 0
+
+
 # --- the filter itself, on lines TensorFlow 2.21 printed on this machine -----------------------------
 
 PRELUDE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
