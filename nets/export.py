@@ -40,13 +40,25 @@ def parity_crops(count: int = 8, seed: int = 0) -> np.ndarray:
     return crops
 
 
+def set_aside(path: Path) -> Path:
+    """Rename `path` to PATH.stale (PATH.stale2, ... if taken): kept, but no longer named as an export
+    of the model beside it (loaders, the default model and the model card look for NAME.KIND.tflite)."""
+    for n in range(1, 1000):
+        target = path.with_name(path.name + (".stale" if n == 1 else f".stale{n}"))
+        if not target.exists():
+            path.rename(target)
+            return target
+    raise FileExistsError(f"too many set-aside copies of {path}")
+
+
 def export_tflite(model_path, float16: bool = False, log=print, rows=None) -> dict:
     """Write NAME.float32.tflite and NAME.dynamic.tflite (and NAME.float16.tflite) beside the model,
     run each with LiteRT against the Keras model on the same crops (test crops, and with `rows`
     real validation faces too), return the report. An export passes its parity check when its
     ages are within MAX_AGE_DIFFERENCE years of Keras's on every face, and its gender within
     0.01 in probability (float32) or gives the same answer on 99.5 % of the faces (quantised). An
-    export that fails is not written (an earlier file of that name stays as it was)."""
+    export that fails is not written; an earlier file of that name, made from an earlier model, is
+    renamed NAME.KIND.tflite.stale (kept, but no longer taken for an export of this model)."""
     from nets.data import as_inputs, face_crops
     from nets.model import as_float32, load_c3ae
     from nets.tflite import TFLiteModel
@@ -77,11 +89,15 @@ def export_tflite(model_path, float16: bool = False, log=print, rows=None) -> di
             candidate.replace(path)
         else:
             candidate.unlink()
+            if path.exists():
+                entry["earlier_file_set_aside"] = str(set_aside(path))
         report[kind] = entry
         log(f"{path}: {entry['bytes']} bytes, age difference to Keras at most {entry['max_age_difference']:.4f} "
             f"(mean {entry['mean_age_difference']:.4f}) years"
             + (f", gender probability at most {entry['max_gender_prob_difference']:.4f}, same gender "
                f"{entry['same_gender']:.1%}" if "gender" in expected else "")
-            + f" on {len(crops)} faces: {'passes' if ok else 'FAILS, not written'}")
+            + f" on {len(crops)} faces: {'passes' if ok else 'FAILS, not written'}"
+            + (f"; the earlier file of that name is now {entry['earlier_file_set_aside']}"
+               if "earlier_file_set_aside" in entry else ""))
     report["parity_ok"] = all(report[kind]["parity_ok"] for kind in report if isinstance(report[kind], dict))
     return report

@@ -205,6 +205,32 @@ def test_freeze_writes_tflite_files_with_parity(frozen_gender_model, repo_root, 
     np.testing.assert_allclose(got["gender"], keras_out["gender"], atol=1e-4)
 
 
+@pytest.mark.slow
+def test_an_export_that_fails_parity_is_not_written_and_an_earlier_one_is_set_aside(trained_gender_model, tmp_path,
+                                                                                   monkeypatch):
+    """Every export fails here (the allowed difference is made negative). Before, an earlier
+    NAME.dynamic.tflite stayed under its name beside the new model, taken for an export of it."""
+    import nets.export
+
+    model_path = tmp_path / "m.keras"
+    shutil.copy(trained_gender_model, model_path)
+    earlier = artifact(model_path, ".dynamic.tflite")
+    earlier.write_bytes(b"an export of an earlier model")
+    (tmp_path / "m.dynamic.tflite.stale").write_bytes(b"set aside before")
+    monkeypatch.setattr(nets.export, "MAX_AGE_DIFFERENCE", -1.0)
+    said = []
+    report = nets.export.export_tflite(model_path, log=said.append)
+    assert report["parity_ok"] is False and not report["float32"]["parity_ok"]
+    assert not artifact(model_path, ".float32.tflite").exists() and not earlier.exists()
+    assert not list(tmp_path.glob("*.tmp"))
+    moved = tmp_path / "m.dynamic.tflite.stale2"
+    assert moved.read_bytes() == b"an export of an earlier model"
+    assert (tmp_path / "m.dynamic.tflite.stale").read_bytes() == b"set aside before"
+    assert report["dynamic"]["earlier_file_set_aside"] == str(moved)
+    assert said[1].endswith(f"FAILS, not written; the earlier file of that name is now {moved}")
+    assert "earlier_file_set_aside" not in report["float32"]
+
+
 # --- model card -----------------------------------------------------------------------------------
 
 @pytest.mark.slow
