@@ -120,8 +120,11 @@ def test_ctrl_c_during_a_folder_ends_with_a_summary(tmp_path, astronaut_path):
     folder.mkdir()
     for k in range(300):
         (folder / f"{k:03d}.jpg").symlink_to(astronaut_path)
+    # Ctrl-C as at a terminal: a shell without job control starts background commands with SIGINT
+    # ignored (and Python then never raises KeyboardInterrupt), so the default is restored for the child
     process = subprocess.Popen([sys.executable, TEST_PY, "--dir", str(folder), "--json", "--no-show"],
-                               cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     first = process.stdout.readline()  # the first face is out: the loop is running
     assert json.loads(first)["age"] > 0
     process.send_signal(signal.SIGINT)
