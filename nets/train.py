@@ -219,11 +219,19 @@ def _checkpoint_callback(cfg: TrainConfig, state: dict):
     from nets.model import ModelFileError, check_finite
 
     class SafeCheckpoint(keras.callbacks.Callback):
-        """Saves best and last models, never a non-finite one, and stops on a NaN loss."""
+        """Saves best and last models, never a non-finite one, and stops on a NaN loss. The state
+        file it writes after each epoch counts the training time so far, so a run that is stopped
+        and resumed keeps the time of its first part."""
 
         def __init__(self):
             super().__init__()
             self.failure = None
+            self.counted_until = time.time()
+
+        def count_time(self):
+            now = time.time()
+            state["seconds"] = round(state.get("seconds", 0) + now - self.counted_until, 1)
+            self.counted_until = now
 
         def on_train_batch_end(self, batch, logs=None):
             loss = (logs or {}).get("loss")
@@ -248,6 +256,7 @@ def _checkpoint_callback(cfg: TrainConfig, state: dict):
                 _save(averaged_copy(self.model), cfg.save_path)  # weights only
             _save(self.model, artifact(cfg.save_path, ".last.keras"))
             state["epochs_done"] = epoch + 1
+            self.count_time()
             state["history"] = state.get("history", []) + [
                 {k: round(float(v), 5) for k, v in logs.items() if np.isscalar(v)} | {"epoch": epoch + 1}]
             _write_json(artifact(cfg.save_path, ".state.json"), state)
@@ -386,12 +395,11 @@ def train(cfg: TrainConfig, log=print) -> dict:
                                                        append=cfg.resume)]
     log(f"training {describe(model)['params']} parameters on {len(split.train)} faces, "
         f"validating on {len(split.val)}, {cfg.epochs - initial_epoch} epochs of {steps} steps")
-    started = time.time()
     model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
               steps_per_epoch=steps if cfg.steps_per_epoch else None, callbacks=callbacks, verbose=2, shuffle=False)
     if checkpoint.failure:
         raise TrainingError(checkpoint.failure)
-    state["seconds"] = round(state.get("seconds", 0) + time.time() - started, 1)
+    checkpoint.count_time()
     _write_json(state_path, state)
     plot_curves(*all_epochs(state), artifact(save_path, ".curves.png"), gender=cfg.gender)
     return state

@@ -303,6 +303,30 @@ def test_resume_trusts_the_last_model_over_a_state_file_one_epoch_behind(trained
     assert state["epochs_done"] == 3 and [h["epoch"] for h in state["history"]] == [1, 3]
 
 
+def test_each_epochs_state_file_counts_the_training_time_so_far(tmp_path):
+    """A run stopped part-way leaves a state file that already holds its training time, so that
+    --resume adds to it instead of forgetting the first part."""
+    import time
+
+    from nets.model import build_c3ae
+    from nets.train import TrainConfig, _checkpoint_callback
+
+    save_path = tmp_path / "m.keras"
+    state = {"seconds": 100.0}  # from an earlier part of the run
+    checkpoint = _checkpoint_callback(TrainConfig(save_path=str(save_path)), state)
+    model = build_c3ae(se=True, white=True)
+    model.compile(optimizer="adam", loss={"age": "mae", "W1": "kl_divergence"})  # as in training
+    checkpoint.set_model(model)
+    time.sleep(0.3)
+    checkpoint.on_epoch_end(0, {"age_mae": 9.0, "val_age_mae": 8.0})
+    saved = read_json(artifact(save_path, ".state.json"))
+    assert saved["epochs_done"] == 1 and saved["best_epoch"] == 1
+    assert 100.3 <= saved["seconds"] < 130
+    time.sleep(0.2)
+    checkpoint.on_epoch_end(1, {"age_mae": 8.0, "val_age_mae": 8.5})
+    assert read_json(artifact(save_path, ".state.json"))["seconds"] >= saved["seconds"] + 0.2
+
+
 # --- -fp16, --strategy mirrored --------------------------------------------------------------------
 
 QUICK = ("--source", "utk", "--epochs", "1", "--steps-per-epoch", "2")
