@@ -13,6 +13,7 @@ OpenCV and ai-edge-litert are enough.
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from collections import Counter
@@ -29,6 +30,34 @@ VIDEO_DETECT_SIZE = 480  # video frames larger than this are detected on a copy 
 
 def say(message):
     print(message, file=sys.stderr, flush=True)
+
+
+class StopOnCtrlC:
+    """Within `with`, a first Ctrl-C asks the loop to stop after the current image or frame (the loop
+    checks `.requested`) and a second stops at once. A KeyboardInterrupt raised in the middle of a C
+    call can surface as a SystemError (seen in numpy's file reading), so the first one only sets a flag."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self.requested = False
+        self.previous = None
+
+    def __enter__(self):
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is signal.default_int_handler:  # not when Ctrl-C is ignored (a background job) or handled
+            self.previous = signal.signal(signal.SIGINT, self._ask)
+        return self
+
+    def _ask(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        say(f"stopping after this {self.what} (Ctrl-C again to stop at once)")
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
 
 
 def parse_args(argv=None):
@@ -262,43 +291,47 @@ def run_folder(estimator, args) -> int:
     counts = Counter()
     interrupted = False
     try:
-        for path in files:
-            counts["read"] += 1
-            try:
-                image = load_image(path)
-            except ImageReadError as exc:
-                skipped[str(exc).split(": ", 1)[-1]] += 1
-                continue
-            counts["images"] += 1
-            try:
-                predictions = estimator.predict(image)
-            except (ValueError, cv2.error) as exc:  # one odd image must not end the batch
-                say(f"{path}: processing failed ({exc})")
-                skipped["processing failed"] += 1
-                continue
-            if not predictions:
-                say(f"{path}: no face found")
-                skipped["no face found"] += 1
-                continue
-            counts["faces"] += len(predictions)
-            report(path, predictions, args.json)
-            if out_dir:
-                target = out_dir / path.relative_to(root)  # same name and format, so a.png and a.jpg stay apart
-                if not cv2.haveImageWriter(str(target)):
-                    target = target.with_name(target.name + ".jpg")
-                if target.exists():  # never replace a file: it may be a photo, not an earlier copy
-                    counts["exist"] += 1
-                    continue
+        with StopOnCtrlC("image") as stop:
+            for path in files:
+                if stop.requested:
+                    interrupted = True
+                    break
+                counts["read"] += 1
                 try:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    written = cv2.imwrite(str(target), draw_predictions(image, predictions))
-                except (OSError, cv2.error):
-                    written = False
-                if written:
-                    counts["written"] += 1
-                else:
-                    say(f"{path}: could not write {target}")
-                    counts["not written"] += 1
+                    image = load_image(path)
+                except ImageReadError as exc:
+                    skipped[str(exc).split(": ", 1)[-1]] += 1
+                    continue
+                counts["images"] += 1
+                try:
+                    predictions = estimator.predict(image)
+                except (ValueError, cv2.error) as exc:  # one odd image must not end the batch
+                    say(f"{path}: processing failed ({exc})")
+                    skipped["processing failed"] += 1
+                    continue
+                if not predictions:
+                    say(f"{path}: no face found")
+                    skipped["no face found"] += 1
+                    continue
+                counts["faces"] += len(predictions)
+                report(path, predictions, args.json)
+                if out_dir:
+                    target = out_dir / path.relative_to(root)  # same name and format, so a.png and a.jpg stay apart
+                    if not cv2.haveImageWriter(str(target)):
+                        target = target.with_name(target.name + ".jpg")
+                    if target.exists():  # never replace a file: it may be a photo, not an earlier copy
+                        counts["exist"] += 1
+                        continue
+                    try:
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        written = cv2.imwrite(str(target), draw_predictions(image, predictions))
+                    except (OSError, cv2.error):
+                        written = False
+                    if written:
+                        counts["written"] += 1
+                    else:
+                        say(f"{path}: could not write {target}")
+                        counts["not written"] += 1
     except KeyboardInterrupt:
         interrupted = True
     reasons = ", ".join(f"{n} {reason}" for reason, n in skipped.most_common()) or "none"
@@ -306,8 +339,8 @@ def run_folder(estimator, args) -> int:
     failed = f", {counts['not written']} could not be written" if counts["not written"] else ""
     failed += (f", {counts['exist']} not written because a file of that name exists in {out_dir} (nothing is "
                "replaced; give an empty folder)") if counts["exist"] else ""
-    stop = f"interrupted after {counts['read']} of {len(files)} files; " if interrupted else ""
-    say(f"{stop}{entries} entries in {folders} folders: {counts['images']} images, {counts['faces']} faces; "
+    stopped = f"interrupted after {counts['read']} of {len(files)} files; " if interrupted else ""
+    say(f"{stopped}{entries} entries in {folders} folders: {counts['images']} images, {counts['faces']} faces; "
         f"skipped: {reasons}{written}{failed}")
     if interrupted:
         return 130
@@ -356,38 +389,39 @@ def run_video(estimator, args) -> int:
     rate = FrameRate()
     writer, frames, faces, started, fps = None, 0, 0, time.perf_counter(), 0.0
     try:
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            try:
-                predictions = tracks.update(estimator.predict(frame))
-            except (ValueError, cv2.error) as exc:  # one odd frame must not end the video
-                say(f"frame {frames}: processing failed ({exc})")
-                predictions = []
-            frames += 1
-            faces += len(predictions)
-            report(args.video, predictions, args.json, frame=frames - 1)
-            annotated = draw_predictions(frame, predictions)
-            fps = rate.tick()
-            cv2.putText(annotated, f"{fps:.1f} fps", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 255, 255), 2,
-                        cv2.LINE_AA)
-            if args.output:
-                if writer is None:
-                    try:
-                        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-                    except OSError as exc:
-                        say(f"error: cannot create the folder of {args.output} ({exc.strerror})")
-                        return 1
-                    fourcc = cv2.VideoWriter_fourcc(*("MJPG" if args.output.lower().endswith(".avi") else "mp4v"))
-                    writer = cv2.VideoWriter(args.output, fourcc, capture.get(cv2.CAP_PROP_FPS) or 25.0,
-                                             (frame.shape[1], frame.shape[0]))
-                    if not writer.isOpened():
-                        say(f"error: cannot write video {args.output}")
-                        return 1
-                writer.write(annotated)
-            if not window.show(annotated, 1):
-                break
+        with StopOnCtrlC("frame") as stop:
+            while not stop.requested:
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                try:
+                    predictions = tracks.update(estimator.predict(frame))
+                except (ValueError, cv2.error) as exc:  # one odd frame must not end the video
+                    say(f"frame {frames}: processing failed ({exc})")
+                    predictions = []
+                frames += 1
+                faces += len(predictions)
+                report(args.video, predictions, args.json, frame=frames - 1)
+                annotated = draw_predictions(frame, predictions)
+                fps = rate.tick()
+                cv2.putText(annotated, f"{fps:.1f} fps", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 255, 255), 2,
+                            cv2.LINE_AA)
+                if args.output:
+                    if writer is None:
+                        try:
+                            Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+                        except OSError as exc:
+                            say(f"error: cannot create the folder of {args.output} ({exc.strerror})")
+                            return 1
+                        fourcc = cv2.VideoWriter_fourcc(*("MJPG" if args.output.lower().endswith(".avi") else "mp4v"))
+                        writer = cv2.VideoWriter(args.output, fourcc, capture.get(cv2.CAP_PROP_FPS) or 25.0,
+                                                 (frame.shape[1], frame.shape[0]))
+                        if not writer.isOpened():
+                            say(f"error: cannot write video {args.output}")
+                            return 1
+                    writer.write(annotated)
+                if not window.show(annotated, 1):
+                    break
     except KeyboardInterrupt:
         say("interrupted")
     finally:

@@ -135,6 +135,64 @@ def test_ctrl_c_during_a_folder_ends_with_a_summary(tmp_path, astronaut_path):
     assert last.startswith("interrupted after ") and "of 300 files" in last, last
 
 
+
+def test_first_ctrl_c_asks_the_loop_to_stop_and_the_second_stops_at_once():
+    """A KeyboardInterrupt raised inside numpy's file reading once came out as a SystemError (exit 1, a
+    trace): the first Ctrl-C must only set a flag the loop reads between images."""
+    from nets.test import StopOnCtrlC
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal, even if CI ignores it
+    try:
+        with StopOnCtrlC("image") as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert stop.requested
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+                signal.getsignal(signal.SIGINT)  # Python runs the handler between byte codes: one more line
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_is_left_alone_where_it_is_ignored():
+    from nets.test import StopOnCtrlC
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with StopOnCtrlC("frame") as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN and not stop.requested
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_during_a_video_keeps_a_playable_annotated_file(tmp_path, astronaut_path):
+    image = cv2.imread(str(astronaut_path))
+    height, width = image.shape[:2]
+    video = tmp_path / "long.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (width, height))
+    for _ in range(300):
+        writer.write(image)
+    writer.release()
+    annotated = tmp_path / "annotated.avi"
+    process = subprocess.Popen([sys.executable, TEST_PY, "-v", str(video), "--json", "--no-show", "-o", str(annotated)],
+                               cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert json.loads(process.stdout.readline())["frame"] == 0
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr, stderr
+    last = stderr.strip().splitlines()[-1]
+    frames = int(last.split(" frames,")[0])
+    assert 0 < frames < 300 and last.endswith(f"annotated video written to {annotated}"), last
+    capture = cv2.VideoCapture(str(annotated))
+    written = 0
+    while capture.read()[0]:
+        written += 1
+    capture.release()
+    assert written == frames
+
 @pytest.mark.parametrize("damage", ["truncated", "empty", "text"])
 def test_damaged_tflite_files_give_one_line_not_a_crash(tmp_path, astronaut_path, damage):
     """A truncated export used to end the process with a segmentation fault (exit 139)."""
