@@ -7,6 +7,21 @@ import sys
 from pathlib import Path
 
 
+INTERRUPTED = "interrupted: the best and last models of finished epochs are kept; --resume continues"
+
+
+def caused_by_ctrl_c(exc: BaseException | None) -> bool:
+    """Whether Ctrl-C is behind an error: a KeyboardInterrupt raised while C code was calling back into
+    Python can come out wrapped, e.g. as a SystemError whose cause is the KeyboardInterrupt."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Every option's default once: argparse's "(default: ...)", unless the help text already says it."""
 
@@ -218,10 +233,13 @@ def main(argv, description: str, gender: bool) -> int:
     except Exception as exc:  # TensorFlow's runtime errors: one line for people, the trace for developers
         import tensorflow as tf
 
+        if caused_by_ctrl_c(exc):
+            log(INTERRUPTED)
+            return 130
         if not isinstance(exc, tf.errors.OpError):
             raise
         log(f"error: TensorFlow stopped: {exc.message.splitlines()[0]}")
         return 1
     except KeyboardInterrupt:
-        log("interrupted: the best and last models of finished epochs are kept; --resume continues")
+        log(INTERRUPTED)
         return 130
