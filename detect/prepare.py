@@ -35,7 +35,10 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         raise ImageReadError(f"{path}: not a regular file")
     if os.path.getsize(path) == 0:
         raise ImageReadError(f"{path}: empty file (0 bytes)")
-    data = np.fromfile(path, dtype=np.uint8)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:  # no permission to read it, an I/O error
+        raise ImageReadError(f"{path}: cannot be read ({(exc.strerror or type(exc).__name__).lower()})") from exc
     # IMREAD_COLOR: 8-bit BGR whatever the file holds (gray, alpha, 16 bit), EXIF orientation applied
     image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if image is None:

@@ -113,7 +113,40 @@ def report(path, predictions, as_json, **extra):
         else:
             gender = f", {'female' if p.gender == 'F' else 'male'} ({p.gender_prob:.2f})" if p.gender else ""
             warning = f" (doubtful: {p.warning})" if p.warning else ""
-            print(f"{path}: age {p.age:.1f}{gender}, box {[round(v) for v in p.box]}{warning}", flush=True)
+            print(f"{shown(path)}: age {p.age:.1f}{gender}, box {[round(v) for v in p.box]}{warning}", flush=True)
+
+
+def shown(path) -> str:
+    """A path as it can be printed: bytes of a file name that are not UTF-8 become U+FFFD."""
+    return os.fsencode(path).decode("utf-8", "replace")
+
+
+def not_utf8(path) -> bool:
+    """OpenCV's Python bindings crash (a segmentation fault) on a file name that is not valid UTF-8."""
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def can_write_image(path: Path) -> bool:
+    import cv2
+
+    return not not_utf8(path.suffix) and cv2.haveImageWriter("x" + path.suffix)
+
+
+def write_image(path: Path, image, replace: bool) -> bool:
+    """Encode with OpenCV and write with Python, so that any file name works; replace=False never
+    replaces an existing file, even one that appears between the check and the write."""
+    import cv2
+
+    ok, data = cv2.imencode(path.suffix, image)
+    if not ok:
+        return False
+    with open(path, "wb" if replace else "xb") as handle:
+        handle.write(data.tobytes())
+    return True
 
 
 def display_problem() -> str | None:
@@ -176,16 +209,17 @@ def output_problem(target: Path, inputs=(), video: bool = False) -> str | None:
         return f"{target} has no extension; give one such as {'.mp4 or .avi' if video else '.jpg or .png'}"
     if video and target.suffix.lower() not in VIDEO_SUFFIXES:
         return f"cannot write {target.suffix} videos ({target}); use .mp4 or .avi"
-    if not video and not cv2.haveImageWriter(str(target)):
-        return f"OpenCV cannot write {target.suffix} images ({target}); use .jpg or .png"
+    if video and not_utf8(target):
+        return f"OpenCV cannot write a video whose name is not valid UTF-8 ({shown(target)}); give another name"
+    if not video and not can_write_image(target):
+        return f"OpenCV cannot write {shown(target.suffix)} images ({shown(target)}); use .jpg or .png"
     for parent in target.parents:
         if parent.exists():
             if not parent.is_dir():
-                return f"cannot create {target}: {parent} is a file, not a folder"
+                return f"cannot create {shown(target)}: {shown(parent)} is a file, not a folder"
             break
-    resolved = target.resolve()
-    if any(resolved == Path(p).resolve() for p in inputs):
-        return f"{target} is the input {'video' if video else 'image'} itself; it would be overwritten"
+    if target.exists() and any(os.path.exists(p) and os.path.samefile(target, p) for p in inputs):  # links too
+        return f"{shown(target)} is the input {'video' if video else 'image'} itself; it would be overwritten"
     return None
 
 
@@ -214,11 +248,16 @@ def run_image(estimator, args) -> int:
         say(f"{args.image}: no face found")
     report(args.image, predictions, args.json)
     annotated = draw_predictions(image, predictions)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(output), annotated):
-        say(f"error: could not write {output}")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        written = write_image(output, annotated, replace=True)
+    except OSError as exc:
+        say(f"error: could not write {shown(output)} ({(exc.strerror or type(exc).__name__).lower()})")
         return 1
-    say(f"annotated image written to {output}")
+    if not written:
+        say(f"error: could not write {shown(output)}")
+        return 1
+    say(f"annotated image written to {shown(output)}")
     if not args.no_show:
         Window("C3AE", True).show(annotated, 0)
     return 0
@@ -281,7 +320,9 @@ def run_folder(estimator, args) -> int:
             say(f"error: -o {out_dir} is a file; give a folder for the annotated copies")
             return 2
     inside = out_dir is not None and root.resolve() in out_dir.resolve().parents
-    files, skipped, folders = folder_entries(root, out_dir if inside else None)
+    # the output folder as the walk below spells it (-o may say it with .., a link or an absolute path)
+    skip = root / out_dir.resolve().relative_to(root.resolve()) if inside else None
+    files, skipped, folders = folder_entries(root, skip)
     if inside:
         say(f"note: {out_dir} is inside {root}; its files are not read as input")
     if not files and not skipped:
@@ -317,14 +358,14 @@ def run_folder(estimator, args) -> int:
                 report(path, predictions, args.json)
                 if out_dir:
                     target = out_dir / path.relative_to(root)  # same name and format, so a.png and a.jpg stay apart
-                    if not cv2.haveImageWriter(str(target)):
+                    if not can_write_image(target):
                         target = target.with_name(target.name + ".jpg")
-                    if target.exists():  # never replace a file: it may be a photo, not an earlier copy
-                        counts["exist"] += 1
-                        continue
                     try:
                         target.parent.mkdir(parents=True, exist_ok=True)
-                        written = cv2.imwrite(str(target), draw_predictions(image, predictions))
+                        written = write_image(target, draw_predictions(image, predictions), replace=False)
+                    except FileExistsError:  # never replace a file: it may be a photo, not an earlier copy
+                        counts["exist"] += 1
+                        continue
                     except (OSError, cv2.error):
                         written = False
                     if written:
@@ -372,7 +413,10 @@ def run_video(estimator, args) -> int:
 
     source = int(args.video) if args.video.isdigit() else args.video
     if isinstance(source, str) and not os.path.exists(source):
-        say(f"error: video file {source} does not exist")
+        say(f"error: video file {shown(source)} does not exist")
+        return 1
+    if isinstance(source, str) and not_utf8(source):
+        say(f"error: OpenCV cannot open a video whose name is not valid UTF-8 ({shown(source)}); rename it")
         return 1
     if args.output:
         problem = output_problem(Path(args.output), [source] if isinstance(source, str) else [], video=True)
@@ -467,4 +511,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # while one image is read or analysed, or while starting
+        say("interrupted")
+        sys.exit(130)

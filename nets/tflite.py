@@ -51,9 +51,11 @@ class TFLiteModel:
                 self.interpreter = Interpreter(model_content=content, num_threads=num_threads or os.cpu_count())
                 runner = self.interpreter.get_signature_runner()
                 details = runner.get_output_details()
-                inputs = set(runner.get_input_details())
-                if inputs == set(CROP_NAMES):  # a first run: LiteRT sets up its CPU delegate (and says so) here
-                    runner(**{name: np.zeros((1,) + INPUT_SHAPE, np.float32) for name in CROP_NAMES})
+                input_details = runner.get_input_details()
+                inputs, probe = set(input_details), {}
+                shapes_ok = all(tuple(d["shape"][1:]) == INPUT_SHAPE for d in input_details.values())
+                if inputs == set(CROP_NAMES) and shapes_ok:  # a first run: LiteRT sets up its CPU delegate here
+                    probe = runner(**{name: np.zeros((1,) + INPUT_SHAPE, np.float32) for name in CROP_NAMES})
         except Exception as exc:
             reason = (str(exc).strip() or "".join(said).strip() or type(exc).__name__).splitlines()[0]
             raise ModelFileError(f"{path} is not a usable TFLite model (damaged or truncated? {reason})") from exc
@@ -62,6 +64,11 @@ class TFLiteModel:
             print("\n".join(rest), file=sys.stderr)
         if inputs != set(CROP_NAMES) or "age" not in details or "W1" not in details:
             raise ModelFileError(f"{path} is not a C3AE model (inputs {sorted(inputs)}, outputs {sorted(details)})")
+        if not shapes_ok:
+            raise ModelFileError(f"{path} takes crops of another size "
+                                 f"({[list(d['shape'][1:]) for d in input_details.values()]}, not {list(INPUT_SHAPE)})")
+        if not all(np.all(np.isfinite(value)) for value in probe.values()):
+            raise ModelFileError(f"{path} answers NaN or infinity: its weights are damaged; refusing to use it")
         self.runner = runner
         self.outputs = sorted(details)
         self.bins = int(details["W1"]["shape"][-1])

@@ -57,11 +57,12 @@ def test_without_a_display_the_demo_says_so_and_exits_0(tmp_path, astronaut_path
 @pytest.mark.parametrize("output,words", [
     ("out.xyz", "cannot write .xyz images"), ("name_without_extension", "has no extension"),
     ("afile/out.jpg", "is a file, not a folder"), ("photo.jpg", "is the input image itself"),
-    ("adir", "is a folder"),
+    ("adir", "is a folder"), ("hardlink.jpg", "is the input image itself"),
 ])
 def test_bad_output_paths_get_one_sentence_and_nothing_is_written(tmp_path, astronaut_path, output, words):
     photo = tmp_path / "photo.jpg"
     shutil.copy(astronaut_path, photo)
+    os.link(photo, tmp_path / "hardlink.jpg")  # another name of the same file: writing it replaces the photo
     (tmp_path / "afile").write_text("a file, not a folder\n")
     (tmp_path / "adir").mkdir()
     before = sorted(p.name for p in tmp_path.iterdir())
@@ -239,6 +240,80 @@ def test_folder_output_that_holds_the_input_or_existing_files_replaces_nothing(t
     assert "1 not written because a file of that name exists" in result.stderr and result.returncode == 0
 
 
+
+def test_file_names_that_are_not_utf8_work_or_get_one_sentence(tmp_path, astronaut_path):
+    """OpenCV's Python bindings end the process (a segmentation fault) on such names; images are
+    written by Python instead, and a video, which only OpenCV can open, is refused in one sentence."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    odd = os.fsdecode(b"caf\xe9.jpg")  # Latin-1, as old cameras and Windows archives name files
+    shutil.copy(astronaut_path, folder / odd)
+    result = run_test_py("-i", folder / odd, "-o", tmp_path / odd, "--no-show")
+    assert result.returncode == 0, result.stderr
+    assert cv2.imdecode(np.fromfile(tmp_path / odd, np.uint8), cv2.IMREAD_COLOR).shape == cv2.imread(
+        str(astronaut_path)).shape
+    assert "caf\ufffd.jpg: age " in result.stdout
+    result = run_test_py("--dir", folder, "-o", tmp_path / "out", "--no-show", "--json")
+    assert result.returncode == 0 and (tmp_path / "out" / odd).is_file(), result.stderr
+    video = os.fsdecode(b"v\xe9.avi")
+    (tmp_path / video).write_bytes(b"not looked at")
+    result = run_test_py("-v", tmp_path / video, "--no-show")
+    assert result.returncode == 1 and "not valid UTF-8" in result.stderr, (result.returncode, result.stderr)
+    image = cv2.imread(str(astronaut_path))
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (image.shape[1], image.shape[0]))
+    writer.write(image)
+    writer.release()
+    result = run_test_py("-v", clip, "-o", tmp_path / video, "--no-show")
+    assert result.returncode == 2 and "not valid UTF-8" in result.stderr, (result.returncode, result.stderr)
+
+
+def test_an_output_folder_inside_the_input_is_never_read_whatever_its_spelling(tmp_path, astronaut_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(astronaut_path, photos / "a.jpg")
+    spelled = photos / ".." / "photos" / "out"
+    for _ in range(2):  # the second run must not find the first run's copies
+        result = run_test_py("--dir", photos, "-o", spelled, "--no-show", "--json")
+        assert result.returncode == 0, result.stderr
+        assert len(result.stdout.splitlines()) == 1, result.stdout
+    assert not (photos / "out" / "out").exists()
+
+
+def test_an_image_that_cannot_be_read_is_counted_and_the_rest_go_on(tmp_path, astronaut_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(astronaut_path, folder / "a.jpg")
+    shutil.copy(astronaut_path, folder / "b.jpg")
+    (folder / "a.jpg").chmod(0)
+    # root reads anything: without its override of file permissions, root is refused as a user is
+    prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"] if os.geteuid() == 0 else []
+    if prefix and shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: no file is unreadable to root")
+    result = subprocess.run([*prefix, sys.executable, TEST_PY, "--dir", str(folder), "--no-show", "--json"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 1 and "Traceback" not in result.stderr
+    assert "1 cannot be read (permission denied)" in result.stderr.splitlines()[-1], result.stderr
+
+
+def test_a_tflite_file_with_damaged_weights_is_refused_not_answered_with_nan(tmp_path):
+    from nets.contract import ModelFileError
+    from nets.tflite import TFLiteModel
+
+    shipped = (REPO_ROOT / "model" / "c3ae_utk_asia_age_gender.float32.tflite").read_bytes()
+    weights = np.frombuffer(shipped[:len(shipped) // 4 * 4], np.float32)
+    # the largest run of ordinary float32 values is a weight buffer: make one of them NaN
+    ordinary = np.isfinite(weights) & (np.abs(weights) > 1e-6) & (np.abs(weights) < 10)
+    index = int(np.argmax(np.convolve(ordinary, np.ones(256), "same")))
+    damaged = bytearray(shipped)
+    damaged[4 * index:4 * index + 4] = b"\xff\xff\xff\xff"
+    model = tmp_path / "damaged.tflite"
+    model.write_bytes(bytes(damaged))
+    with pytest.raises(ModelFileError, match="NaN or infinity"):
+        TFLiteModel(model)
+    TFLiteModel(REPO_ROOT / "model" / "c3ae_utk_asia_age_gender.float32.tflite")  # the undamaged file is fine
+
 def test_missing_litert_is_one_sentence(tmp_path, astronaut_path):
     script = (f"import sys; sys.modules['ai_edge_litert'] = None; sys.path.insert(0, {str(REPO_ROOT)!r})\n"
               "from nets.test import main\n"
@@ -250,13 +325,15 @@ def test_missing_litert_is_one_sentence(tmp_path, astronaut_path):
 
 
 @pytest.mark.parametrize("output,words", [("afile/o.mp4", "is a file, not a folder"), ("o.mkv", "use .mp4 or .avi"),
-                                          ("clip.avi", "is the input video itself")])
+                                          ("clip.avi", "is the input video itself"),
+                                          ("hardlink.avi", "is the input video itself")])
 def test_bad_video_output_paths_are_refused_before_anything_runs(tmp_path, astronaut_path, output, words):
     image = cv2.imread(str(astronaut_path))
     clip = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (image.shape[1], image.shape[0]))
     writer.write(image)
     writer.release()
+    os.link(clip, tmp_path / "hardlink.avi")
     (tmp_path / "afile").write_text("a file\n")
     before = clip.read_bytes()
     result = run_test_py("-v", clip, "-o", tmp_path / output, "--no-show")
