@@ -58,6 +58,10 @@ def main(argv=None) -> int:
     except (SourceError, ValueError, DetectorError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a folder that cannot be written or read, a full disk
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{(exc.strerror or str(exc)).lower()}; finished chunks are kept", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: finished chunks are kept; run the same command again to continue",
               file=sys.stderr)
@@ -69,4 +73,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # while starting, before any chunk
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

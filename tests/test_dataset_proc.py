@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -145,26 +148,29 @@ def test_bad_inputs_are_counted_and_do_not_stop_the_run(tmp_path, run_cli, astro
     (folder / "41_1_0_real_b.jpg").symlink_to(astronaut_path)
     (folder / "sub").mkdir()
     (folder / "sub" / "42_0_0_real_c.jpg").symlink_to(astronaut_path)
+    (folder / os.fsdecode(b"43_0_0_caf\xe9.jpg")).symlink_to(astronaut_path)  # a Latin-1 name: not UTF-8
     dest = tmp_path / "out"
 
     # chunk 0 holds the three unreadable/faceless images, chunk 1 the three real ones
     summary = ok(run_cli("--source", "utk", "-i", folder, "-d", dest, "--chunk-size", 3))
-    assert summary["inputs_seen"] == 7
+    assert summary["inputs_seen"] == 8
     assert summary["images_processed"] == 6
     assert summary["faces_written"] == 3
-    assert summary["skipped"] == 4
+    assert summary["skipped"] == 5
     assert summary["chunks"] == 2
     assert summary["skip_reasons"] == {
         "empty file (0 bytes)": 1,
         "not a readable image": 1,
         "no face found": 1,
         "file name has no AGE_GENDER_ label": 1,
+        "file name is not valid UTF-8 (rename it)": 1,
     }
     skipped = {Path(p).name: reason for p, reason in read_skipped(dest, "utk")}
     assert skipped == {"20_1_0_empty.jpg": "empty file (0 bytes)",
                        "25_0_0_text.jpg": "not a readable image",
                        "30_0_0_x.jpg": "no face found",
-                       "notes.txt": "file name has no AGE_GENDER_ label"}
+                       "notes.txt": "file name has no AGE_GENDER_ label",
+                       "43_0_0_caf\ufffd.jpg": "file name is not valid UTF-8 (rename it)"}
 
     empty = pd.read_feather(dest / "utk_0.feather")  # a chunk without faces is still a valid file
     assert len(empty) == 0 and list(empty.columns) == COLUMNS
@@ -194,6 +200,23 @@ def one_error_line(result) -> str:
     assert result.stdout.strip() == ""
     return lines[0]
 
+
+
+def test_a_destination_that_cannot_be_written_is_one_sentence(tmp_path, astronaut_path, repo_root, as_a_user):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "40_0_0_a.jpg").symlink_to(astronaut_path)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    for dest in (locked, locked / "new"):
+        result = subprocess.run([*as_a_user, sys.executable, "preprocessing/dataset_proc.py", "--source", "utk",
+                                 "-i", str(folder), "-d", str(dest), "--workers", "1", "--no-progress"],
+                                cwd=repo_root, capture_output=True, text=True, timeout=300)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and len(lines) == 1, result.stderr
+        assert lines[0].startswith(f"error: {dest}") and "permission denied" in lines[0], lines
+    assert list(locked.iterdir()) == []
 
 @pytest.mark.parametrize("size", ["0", "-5"])
 def test_min_face_size_below_the_smallest_is_refused(tmp_path, run_cli, astronaut_path, size):
