@@ -118,7 +118,7 @@ def config_from_args(args, gender: bool):
 def run_evaluation(model_path, cfg, log, mirror: bool = False) -> dict:
     """-test: metrics of the model on its saved validation split, for all faces and each source, on
     degraded copies, and its steadiness; written to NAME.eval.json and NAME.eval.png."""
-    from nets.data import load_rows, make_or_load_split
+    from nets.data import DataError, load_rows, make_or_load_split
     from nets.evaluate import evaluate_model
     from nets.model import as_float32, describe, load_c3ae, with_mirror
     from nets.predict import AgeEstimator, KerasRunner
@@ -130,7 +130,10 @@ def run_evaluation(model_path, cfg, log, mirror: bool = False) -> dict:
     model = with_mirror(model) if mirror else model
     split_path = artifact(model_path, ".split.json")
     if not split_path.exists():
-        log(f"note: no saved split beside {model_path}; a new one is made with seed {cfg.seed}")
+        if not cfg.split_from:  # a new split would put some of the model's own training faces on the validation side
+            raise DataError(f"no {split_path.name} beside {model_path}: the faces it was trained on are unknown, so "
+                            "its validation faces are too; give --split-from with the split it was trained with")
+        log(f"note: no saved split beside {model_path}; a new one keeps the sides of {cfg.split_from}")
     rows = load_rows(cfg.dataset, cfg.source)
     split = make_or_load_split(rows, split_path, cfg.val_split, cfg.seed, log=log, keep_path=cfg.split_from)
     if len(split.val) == 0:
@@ -230,16 +233,19 @@ def main(argv, description: str, gender: bool) -> int:
     except (DataError, ModelFileError, TrainingError, ValueError, FileNotFoundError) as exc:
         log(f"error: {exc}")
         return 2
+    except OSError as exc:  # a folder that cannot be written (a model beside which -test or -fz writes), a full disk
+        log(f"error: {exc.filename + ': ' if exc.filename else ''}{(exc.strerror or str(exc)).lower()}")
+        return 1
     except Exception as exc:  # TensorFlow's runtime errors: one line for people, the trace for developers
         import tensorflow as tf
 
         if caused_by_ctrl_c(exc):
-            log(INTERRUPTED)
+            log("interrupted" if args.test or args.freeze else INTERRUPTED)
             return 130
         if not isinstance(exc, tf.errors.OpError):
             raise
         log(f"error: TensorFlow stopped: {exc.message.splitlines()[0]}")
         return 1
     except KeyboardInterrupt:
-        log(INTERRUPTED)
+        log("interrupted" if args.test or args.freeze else INTERRUPTED)
         return 130

@@ -184,12 +184,16 @@ def make_or_load_split(rows: pd.DataFrame, split_path, val_split: float = 0.2, s
     """
     split_path = Path(split_path)
     if split_path.exists():
-        saved = json.loads(split_path.read_text())
-        train_keys, val_keys = set(saved["train"]), set(saved["val"])
+        try:
+            saved = json.loads(split_path.read_text())
+            train_keys, val_keys = set(saved["train"]), set(saved["val"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"{split_path} is not a readable split file ({type(exc).__name__}: {exc}); it says "
+                            "which faces the model was trained on: restore it, or give another -s") from exc
         unknown = (~rows["key"].isin(train_keys | val_keys)).sum()
         if unknown:
             log(f"note: {unknown} faces are not in the saved split {split_path} and are not used")
-        log(f"using the saved split {split_path} (seed {saved['seed']}, val {saved['val_split']})")
+        log(f"using the saved split {split_path} (seed {saved.get('seed')}, val {saved.get('val_split')})")
         return Split(rows[rows["key"].isin(train_keys)].reset_index(drop=True),
                      rows[rows["key"].isin(val_keys)].reset_index(drop=True))
     if not 0 < val_split < 1:

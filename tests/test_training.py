@@ -152,6 +152,45 @@ def test_evaluation_cli_writes_metrics_and_plot(fixture, request, prepared_utk, 
     assert artifact(model_path, ".eval.png").stat().st_size > 1000
 
 
+
+@pytest.mark.slow
+def test_evaluation_needs_the_split_the_model_was_trained_with(trained_age_model, prepared_utk, capsys, tmp_path):
+    """Without its split file a new split put some of the model's training faces on the validation side,
+    and -test scored the model on them (MAE 4.03 against 5.83 on its real split): now refused."""
+    lonely = tmp_path / "m.keras"
+    shutil.copy(trained_age_model, lonely)
+    code, stdout, said = run_trainer(["-test", "-p", lonely, "--dataset", prepared_utk], False, capsys)
+    assert code == 2 and stdout == "" and said[-1].startswith("error: no m.split.json beside"), said
+    assert not artifact(lonely, ".split.json").exists() and not artifact(lonely, ".eval.json").exists()
+    # with the split it was trained with, the same faces are validated as when it was trained
+    code, stdout, said = run_trainer(["-test", "-p", lonely, "--dataset", prepared_utk, "--split-from",
+                                      artifact(trained_age_model, ".split.json")], False, capsys)
+    assert code == 0, said
+    assert read_json(artifact(lonely, ".split.json"))["val"] == read_json(artifact(trained_age_model, ".split.json"))["val"]
+    for damage in ("{}", '{"train": ["a", "b"], "va'):
+        artifact(lonely, ".split.json").write_text(damage)
+        code, _, said = run_trainer(["-test", "-p", lonely, "--dataset", prepared_utk], False, capsys)
+        assert code == 2 and said[-1].startswith(f"error: {artifact(lonely, '.split.json')} is not a readable split"), said
+
+
+@pytest.mark.slow
+def test_evaluation_beside_a_model_in_a_read_only_folder_is_one_sentence(trained_age_model, prepared_utk, tmp_path,
+                                                                          as_a_user, repo_root, messages):
+    import subprocess
+    import sys
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    for suffix in (".keras", ".split.json"):
+        shutil.copy(artifact(trained_age_model, suffix), artifact(locked / "m.keras", suffix))
+    locked.chmod(0o555)
+    result = subprocess.run([*as_a_user, sys.executable, "nets/C3AE.py", "-test", "-p", str(locked / "m.keras"),
+                             "--dataset", str(prepared_utk)], cwd=repo_root, capture_output=True, text=True,
+                            timeout=600)
+    said = messages(result.stderr)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert said[-1].startswith(f"error: {locked}/m.") and said[-1].endswith("permission denied"), said
+
 @pytest.mark.slow
 def test_mirror_evaluation_averages_over_the_crops_width_and_keeps_the_plain_one(trained_gender_model, prepared_utk,
                                                                                  capsys):
