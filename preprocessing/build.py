@@ -146,13 +146,25 @@ def _atomic_write(path: Path, write):
     os.replace(tmp, path)
 
 
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _chunk_done(meta_path: Path, feather_path: Path, signature: str):
+    """The record of a finished chunk whose feather file is still the one written, or None (redo it)."""
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError):
         return None
-    if meta.get("signature") != signature or not feather_path.exists() \
+    if not isinstance(meta, dict) or meta.get("signature") != signature or not feather_path.exists() \
             or feather_path.stat().st_size != meta.get("feather_bytes"):
+        return None
+    # records of earlier versions have the size only; a file damaged in place keeps its size
+    if "feather_sha1" in meta and _file_digest(feather_path) != meta["feather_sha1"]:
         return None
     return meta
 
@@ -218,7 +230,8 @@ def build_source(source: str, input_path, dest="dataset/data", workers: int | No
                 frame = rows_to_frame(rows)
                 _atomic_write(feather_path, lambda p: frame.to_feather(p))
                 meta = {"signature": signature, "detector": settings.detector, "inputs": len(chunk), "faces": len(rows),
-                        "skipped": skips, "feather_bytes": feather_path.stat().st_size}
+                        "skipped": skips, "feather_bytes": feather_path.stat().st_size,
+                        "feather_sha1": _file_digest(feather_path)}
                 _atomic_write(meta_path, lambda p: p.write_text(json.dumps(meta)))
             else:
                 reused += 1

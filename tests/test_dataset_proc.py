@@ -407,6 +407,13 @@ def test_resume_redoes_only_missing_or_damaged_chunks(utk_sample, tmp_path, run_
     assert list(rows["source_file"]) == chunk_files[0] + chunk_files[1] + chunk_files[2]
     assert third["faces_written"] == len(rows)
 
+    # So is one damaged in place, its size unchanged (a disk or a copy gone wrong); it was reused before.
+    damaged = bytearray(chunk_bytes[2])
+    damaged[len(damaged) // 2:len(damaged) // 2 + 3000] = bytes(3000)
+    (dest / "utk_2.feather").write_bytes(bytes(damaged))
+    fourth = ok(run_cli(*args))
+    assert fourth["chunks_reused"] == 2 and (dest / "utk_2.feather").read_bytes() == chunk_bytes[2]
+
 
 # --- several workers -------------------------------------------------------------------------------
 
