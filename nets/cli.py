@@ -134,7 +134,7 @@ def run_evaluation(model_path, cfg, log, mirror: bool = False) -> dict:
             raise DataError(f"no {split_path.name} beside {model_path}: the faces it was trained on are unknown, so "
                             "its validation faces are too; give --split-from with the split it was trained with")
         log(f"note: no saved split beside {model_path}; a new one keeps the sides of {cfg.split_from}")
-    rows = load_rows(cfg.dataset, cfg.source)
+    rows = load_rows(cfg.dataset, cfg.source, log=log)
     split = make_or_load_split(rows, split_path, cfg.val_split, cfg.seed, log=log, keep_path=cfg.split_from)
     if len(split.val) == 0:
         raise ValueError(f"none of the validation faces of {split_path} are in {cfg.dataset} ({cfg.source})")
@@ -162,7 +162,7 @@ def validation_rows(model_path, cfg, log, count: int = 500):
     try:
         if not split_path.exists():
             raise DataError(f"no {split_path.name} beside the model")
-        val = make_or_load_split(load_rows(cfg.dataset, cfg.source), split_path, log=lambda m: None).val
+        val = make_or_load_split(load_rows(cfg.dataset, cfg.source, log=log), split_path, log=lambda m: None).val
     except DataError as exc:
         log(f"note: no validation faces for the parity check ({exc}); test crops only")
         return None

@@ -14,7 +14,7 @@ from detect import CHIP_SIZE, CROP_SIZE, crop_triple, decode_chip
 from nets.augment import AugmentConfig, augmented_crops
 from nets.labels import two_point_encode
 from nets.contract import CROP_NAMES
-from preprocessing.schema import COLUMNS, DEFAULTS, triple_from_frame
+from preprocessing.schema import COLUMNS, DEFAULTS, TRIPLE_COLUMNS, triple_from_frame
 
 SMOOTH_GENDER = 0.01  # smoothed one-hot: 0.99 / 0.01
 
@@ -39,25 +39,48 @@ def find_chunks(dataset_dir, source: str) -> list[Path]:
     return chunks
 
 
-def load_rows(dataset_dir, source: str) -> pd.DataFrame:
+def usable_faces(frame: pd.DataFrame) -> np.ndarray:
+    """Which rows a chunk can be trained and scored on: a JPEG chip, an age in 0..120, a gender of
+    -1, 0 or 1, and triple boxes near the chip (a damaged or hand-edited value asked for a crop of
+    687 GB, or stopped the run at a NaN without naming the file)."""
+    numbers = frame[["age", "gender"] + TRIPLE_COLUMNS].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(numbers).all(axis=1) & (numbers[:, 0] >= 0) & (numbers[:, 0] <= 120)
+        ok &= np.isin(numbers[:, 1], (-1, 0, 1)) & (np.abs(numbers[:, 2:]) <= 4 * CHIP_SIZE).all(axis=1)
+    return ok & frame["image"].map(lambda v: isinstance(v, bytes) and len(v) > 0).to_numpy(bool)
+
+
+def load_rows(dataset_dir, source: str, log=None) -> pd.DataFrame:
     """Rows of every matching chunk with a `key` column (chunk-source:source_file) naming each face.
 
-    A chunk that cannot be read or lacks columns is reported and left out; the rest is used.
+    A chunk that cannot be read or lacks columns, and faces with unusable values, are reported
+    (log, or a warning) and left out; the rest is used.
     """
+    def note(message):
+        if log is None:
+            warnings.warn(message)
+        else:
+            log(f"note: {message}")
+
     frames = []
     for path in find_chunks(dataset_dir, source):
         try:
             frame = pd.read_feather(path)
         except Exception as exc:
-            warnings.warn(f"skipping {path}: not a readable feather file ({type(exc).__name__})")
+            note(f"skipping {path}: not a readable feather file ({type(exc).__name__})")
             continue
         for column, value in DEFAULTS.items():
             if column not in frame.columns:
                 frame[column] = value
         missing = set(COLUMNS) - set(frame.columns)
         if missing:
-            warnings.warn(f"skipping {path}: lacks columns {', '.join(sorted(missing))}")
+            note(f"skipping {path}: lacks columns {', '.join(sorted(missing))}")
             continue
+        usable = usable_faces(frame)
+        if not usable.all():
+            note(f"{path}: {int((~usable).sum())} of {len(frame)} faces left out (unusable age, gender, "
+                 "triple box or chip)")
+            frame = frame[usable].reset_index(drop=True)
         chunk_source = path.stem.rsplit("_", 1)[0]
         frame["key"] = chunk_source + ":" + frame["source_file"].astype(str)
         frames.append(frame)
@@ -193,6 +216,10 @@ def make_or_load_split(rows: pd.DataFrame, split_path, val_split: float = 0.2, s
         unknown = (~rows["key"].isin(train_keys | val_keys)).sum()
         if unknown:
             log(f"note: {unknown} faces are not in the saved split {split_path} and are not used")
+        absent = len(val_keys) - int(rows["key"].isin(val_keys).sum())
+        if absent:
+            log(f"note: {absent} of the {len(val_keys)} validation faces of {split_path} are not in the data "
+                "(a chunk missing or left out?); validation uses the rest")
         log(f"using the saved split {split_path} (seed {saved.get('seed')}, val {saved.get('val_split')})")
         return Split(rows[rows["key"].isin(train_keys)].reset_index(drop=True),
                      rows[rows["key"].isin(val_keys)].reset_index(drop=True))

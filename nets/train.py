@@ -315,7 +315,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     state_path = artifact(save_path, ".state.json")
     last_path = artifact(save_path, ".last.keras")
 
-    rows = load_rows(cfg.dataset, cfg.source)
+    rows = load_rows(cfg.dataset, cfg.source, log=log)
     if cfg.gender:
         known = rows["gender"] >= 0
         if (~known).any():

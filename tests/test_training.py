@@ -153,6 +153,30 @@ def test_evaluation_cli_writes_metrics_and_plot(fixture, request, prepared_utk, 
 
 
 
+
+def test_faces_with_damaged_values_are_left_out_and_said(prepared_utk, tmp_path):
+    """A damaged or hand-edited chunk asked for a 687 GB crop, or stopped at a NaN without naming its file."""
+    chunk = sorted(prepared_utk.glob("utk_*.feather"))[0]
+    frame = pd.read_feather(chunk)
+    frame.loc[0, "outer_x1"] = 1e9
+    frame.loc[1, "age"] = float("nan")
+    frame.loc[2, "gender"] = 5
+    frame.loc[3, "image"] = b""
+    damaged = tmp_path / chunk.name
+    frame.to_feather(damaged)
+    said = []
+    rows = load_rows(tmp_path, "utk", log=said.append)
+    assert len(rows) == len(frame) - 4 and not rows["source_file"].isin(frame["source_file"][:4]).any()
+    assert said == [f"note: {damaged}: 4 of {len(frame)} faces left out (unusable age, gender, triple box or chip)"]
+    assert len(face_crops(rows)) == len(rows)
+    # a saved split whose validation faces are not all in the data says so
+    split = tmp_path / "m.split.json"
+    split.write_text(json.dumps({"seed": 1, "val_split": 0.2, "train": list(rows["key"][:-2]),
+                                 "val": list(rows["key"][-2:]) + ["utk:gone.jpg"]}))
+    said.clear()
+    assert len(make_or_load_split(rows, split, log=said.append).val) == 2
+    assert any("1 of the 3 validation faces" in line for line in said), said
+
 @pytest.mark.slow
 def test_evaluation_needs_the_split_the_model_was_trained_with(trained_age_model, prepared_utk, capsys, tmp_path):
     """Without its split file a new split put some of the model's training faces on the validation side,
