@@ -56,6 +56,9 @@ class KerasRunner:
 
     def __init__(self, path_or_model):
         try:
+            from detect.quiet import start_tensorflow
+
+            start_tensorflow()  # its start-up notices filtered, as in the training scripts
             from nets.model import as_float32, describe, load_c3ae
         except ImportError as exc:
             raise ModelFileError(f"running {path_or_model} needs TensorFlow and Keras (pip install -r "

@@ -411,7 +411,8 @@ def run_video(estimator, args) -> int:
     from nets.predict import draw_predictions
     from nets.track import FaceTracks
 
-    source = int(args.video) if args.video.isdigit() else args.video
+    # a number is a camera, unless a file of that name is here
+    source = int(args.video) if args.video.isdigit() and not os.path.exists(args.video) else args.video
     if isinstance(source, str) and not os.path.exists(source):
         say(f"error: video file {shown(source)} does not exist")
         return 1

@@ -310,6 +310,27 @@ def test_a_tflite_file_with_damaged_weights_is_refused_not_answered_with_nan(tmp
         TFLiteModel(model)
     TFLiteModel(REPO_ROOT / "model" / "c3ae_utk_asia_age_gender.float32.tflite")  # the undamaged file is fine
 
+
+def test_a_keras_model_starts_tensorflow_quietly(tmp_path, astronaut_path):
+    """TensorFlow's oneDNN, CUDA and cuInit notices came before the answer with -m MODEL.keras."""
+    result = run_test_py("-i", astronaut_path, "-m", REPO_ROOT / "model" / "c3ae_utk_asia_age_gender.keras",
+                         "--no-show", "-o", tmp_path / "o.jpg")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines() == [f"annotated image written to {tmp_path / 'o.jpg'}"]
+
+
+def test_a_video_file_named_like_a_camera_is_the_file(tmp_path, astronaut_path):
+    image = cv2.imread(str(astronaut_path))
+    writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5.0,
+                             (image.shape[1], image.shape[0]))
+    for _ in range(3):
+        writer.write(image)
+    writer.release()
+    (tmp_path / "clip.avi").rename(tmp_path / "7")
+    result = run_test_py("-v", "7", "--no-show", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["frame"] for line in result.stdout.splitlines()] == [0, 1, 2]
+
 def test_missing_litert_is_one_sentence(tmp_path, astronaut_path):
     script = (f"import sys; sys.modules['ai_edge_litert'] = None; sys.path.insert(0, {str(REPO_ROOT)!r})\n"
               "from nets.test import main\n"
