@@ -83,11 +83,17 @@ def load_rows(dataset_dir, source: str, log=None) -> pd.DataFrame:
             frame = frame[usable].reset_index(drop=True)
         chunk_source = path.stem.rsplit("_", 1)[0]
         frame["key"] = chunk_source + ":" + frame["source_file"].astype(str)
+        frame["chunk"] = str(path)
         frames.append(frame)
     if not frames:
         raise DataError(f"none of the feather files for {source!r} under {dataset_dir} could be read")
-    rows = pd.concat(frames, ignore_index=True).drop_duplicates("key").reset_index(drop=True)
-    return rows
+    rows = pd.concat(frames, ignore_index=True)
+    again = rows["key"].duplicated()
+    if again.any():  # e.g. one source prepared twice, by two detectors, into two folders below dataset_dir
+        first = rows.loc[rows["key"] == rows.loc[again.idxmax(), "key"], "chunk"].tolist()
+        note(f"{int(again.sum())} faces are in more than one chunk (e.g. {first[0]} and {first[1]}); "
+             "the first is used")
+    return rows[~again].drop(columns="chunk").reset_index(drop=True)
 
 
 @dataclass

@@ -169,6 +169,12 @@ def test_faces_with_damaged_values_are_left_out_and_said(prepared_utk, tmp_path)
     assert len(rows) == len(frame) - 4 and not rows["source_file"].isin(frame["source_file"][:4]).any()
     assert said == [f"note: {damaged}: 4 of {len(frame)} faces left out (unusable age, gender, triple box or chip)"]
     assert len(face_crops(rows)) == len(rows)
+    # the same faces in a second folder below the dataset (prepared twice): used once, and said
+    (tmp_path / "again").mkdir()
+    shutil.copy(damaged, tmp_path / "again" / chunk.name)
+    said.clear()
+    assert len(load_rows(tmp_path, "utk", log=said.append)) == len(rows)
+    assert said[-1].startswith(f"note: {len(rows)} faces are in more than one chunk (e.g. "), said
     # a saved split whose validation faces are not all in the data says so
     split = tmp_path / "m.split.json"
     split.write_text(json.dumps({"seed": 1, "val_split": 0.2, "train": list(rows["key"][:-2]),
