@@ -45,7 +45,10 @@ class StopOnCtrlC:
     def __enter__(self):
         previous = signal.getsignal(signal.SIGINT)
         if previous is signal.default_int_handler:  # not when Ctrl-C is ignored (a background job) or handled
-            self.previous = signal.signal(signal.SIGINT, self._ask)
+            try:
+                self.previous = signal.signal(signal.SIGINT, self._ask)
+            except ValueError:  # main() called from another thread: Ctrl-C is the main thread's
+                pass
         return self
 
     def _ask(self, signum, frame):

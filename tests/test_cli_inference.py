@@ -167,6 +167,24 @@ def test_ctrl_c_is_left_alone_where_it_is_ignored():
         signal.signal(signal.SIGINT, before)
 
 
+
+def test_the_loops_run_in_a_thread_too():
+    """Only the main thread may set a signal handler; a folder run from another thread must not fail."""
+    import threading
+
+    from nets.test import StopOnCtrlC
+
+    before, entered = signal.getsignal(signal.SIGINT), []
+
+    def run():
+        with StopOnCtrlC("image") as stop:
+            entered.append(stop.requested)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    assert entered == [False] and signal.getsignal(signal.SIGINT) is before
+
 def test_ctrl_c_during_a_video_keeps_a_playable_annotated_file(tmp_path, astronaut_path):
     image = cv2.imread(str(astronaut_path))
     height, width = image.shape[:2]
