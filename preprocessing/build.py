@@ -132,6 +132,12 @@ def check_dest(dest: Path, record: dict):
     differences = [option for key, option in RECORD_OPTIONS.items() if earlier.get(key) != record[key]]
     if not differences and earlier.get("items") != record["items"]:
         differences.append("the images or labels read from the input")
+    if differences == ["-i"] and isinstance(earlier.get("input"), str) \
+            and Path(earlier["input"]).resolve() == Path(record["input"]).resolve():
+        # the chunks name each image by its path as -i spelled it: the same spelling continues the run
+        raise DestinationInUse(f"{dest} holds {source} data made from the same folder spelled "
+                               f"{earlier['input']} (here {record['input']}); give -i {earlier['input']} "
+                               "to continue that run")
     if differences:
         made_with = " ".join(f"{option} {earlier.get(key)}" for key, option in RECORD_OPTIONS.items()
                              if earlier.get(key) is not None)

@@ -328,6 +328,17 @@ def test_another_command_into_the_same_dest_is_refused(earlier_run, tmp_path, ru
     assert f"differs in {differs.get(change, change.split()[0])};" in line
 
 
+
+def test_the_same_input_through_a_link_is_told_how_to_continue(earlier_run, run_cli, tmp_path):
+    link = tmp_path / "link"
+    link.symlink_to(earlier_run.input)
+    args = list(earlier_run.args)
+    args[3] = link
+    line = one_error_line(run_cli(*args))
+    assert line == (f"error: {earlier_run.dest} holds utk data made from the same folder spelled {earlier_run.input} "
+                    f"(here {link}); give -i {earlier_run.input} to continue that run")
+    assert snapshot(earlier_run.dest) == earlier_run.files
+
 def test_chunks_without_a_run_record_are_refused(earlier_run, run_cli):
     (earlier_run.dest / "utk_run.json").unlink()  # as an older version left them
     del earlier_run.files["utk_run.json"]
