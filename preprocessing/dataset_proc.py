@@ -69,6 +69,11 @@ def main(argv=None) -> int:
     print(json.dumps(summary, indent=2))
     print(f"{summary['faces_written']} faces from {summary['images_processed']} images "
           f"({summary['skipped']} skipped) in {summary['seconds']} s -> {args.dest}", file=sys.stderr)
+    if summary["faces_written"] == 0:  # nothing to train on: say so, not success
+        reasons = ", ".join(f"{n} {reason}" for reason, n in summary["skip_reasons"].items())
+        print(f"error: no face was written ({reasons}; each image is listed in "
+              f"{Path(args.dest) / (args.source + '_skipped.csv')})", file=sys.stderr)
+        return 1
     return 0
 
 

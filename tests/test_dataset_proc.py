@@ -487,3 +487,16 @@ def test_mtcnn_prepares_data_too_and_says_so_everywhere(utk_dir, tmp_path, run_c
     for _, row in rows.iterrows():
         face = prepare_faces(load_image(utk_dir / row["source_file"]), mtcnn_detector)[0]
         np.testing.assert_allclose(face.box, row[["src_x1", "src_y1", "src_x2", "src_y2"]].to_numpy(float), atol=0.01)
+
+
+def test_a_run_that_writes_no_face_is_an_error_that_says_why(tmp_path, run_cli):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "30_0_0_grey.jpg"), np.full((120, 120, 3), 90, np.uint8))
+    (folder / "31_1_0_empty.jpg").write_bytes(b"")
+    result = run_cli("--source", "utk", "-i", folder, "-d", tmp_path / "out")
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: no face was written (1 no face found, 1 empty file (0 bytes); each image is listed in "
+        f"{tmp_path / 'out' / 'utk_skipped.csv'})")
+    assert json.loads(result.stdout)["faces_written"] == 0  # the summary is still written, and kept
