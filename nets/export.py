@@ -86,7 +86,11 @@ def export_tflite(model_path, float16: bool = False, log=print, rows=None) -> di
             ok = ok and (entry["max_gender_prob_difference"] <= 0.01 if kind == "float32" else entry["same_gender"] >= 0.995)
         entry["parity_ok"] = bool(ok)
         if ok:
-            candidate.replace(path)
+            try:
+                candidate.replace(path)
+            except OSError:  # e.g. a folder of that name: no half-done .tmp is left beside the model
+                candidate.unlink()
+                raise
         else:
             candidate.unlink()
             if path.exists():

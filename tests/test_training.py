@@ -300,6 +300,18 @@ def test_an_export_that_fails_parity_is_not_written_and_an_earlier_one_is_set_as
     assert "earlier_file_set_aside" not in report["float32"]
 
 
+
+@pytest.mark.slow
+def test_an_export_onto_a_folder_of_its_name_leaves_no_half_done_file(trained_age_model, tmp_path):
+    import nets.export
+
+    model_path = tmp_path / "m.keras"
+    shutil.copy(trained_age_model, model_path)
+    artifact(model_path, ".float32.tflite").mkdir()
+    with pytest.raises(OSError):
+        nets.export.export_tflite(model_path, log=lambda message: None)
+    assert not list(tmp_path.glob("*.tmp")) and artifact(model_path, ".float32.tflite").is_dir()
+
 # --- model card -----------------------------------------------------------------------------------
 
 @pytest.mark.slow
