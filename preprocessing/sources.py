@@ -274,6 +274,9 @@ def read_source(source: str, root: str | os.PathLike):
     if source not in READERS:
         raise SourceError(f"unknown source {source!r}; choose one of {', '.join(READERS)}")
     items, skipped = READERS[source](Path(root))
+    if Path(root).is_dir():  # links to nothing are no files to the readers: counted here, not lost
+        skipped += [(str(path.absolute()), "broken link") for path in sorted(Path(root).rglob("*"))
+                    if path.is_symlink() and not path.exists()]
     # a name that is not UTF-8 cannot be stored in the feather files' text columns, nor opened by
     # OpenCV: such an image is skipped and named (its odd bytes shown as U+FFFD), not the end of the run
     kept, skipped = [], [(_printable(path), reason) for path, reason in skipped]

@@ -149,14 +149,15 @@ def test_bad_inputs_are_counted_and_do_not_stop_the_run(tmp_path, run_cli, astro
     (folder / "sub").mkdir()
     (folder / "sub" / "42_0_0_real_c.jpg").symlink_to(astronaut_path)
     (folder / os.fsdecode(b"43_0_0_caf\xe9.jpg")).symlink_to(astronaut_path)  # a Latin-1 name: not UTF-8
+    (folder / "44_0_0_gone.jpg").symlink_to(tmp_path / "moved away.jpg")
     dest = tmp_path / "out"
 
     # chunk 0 holds the three unreadable/faceless images, chunk 1 the three real ones
     summary = ok(run_cli("--source", "utk", "-i", folder, "-d", dest, "--chunk-size", 3))
-    assert summary["inputs_seen"] == 8
+    assert summary["inputs_seen"] == 9
     assert summary["images_processed"] == 6
     assert summary["faces_written"] == 3
-    assert summary["skipped"] == 5
+    assert summary["skipped"] == 6
     assert summary["chunks"] == 2
     assert summary["skip_reasons"] == {
         "empty file (0 bytes)": 1,
@@ -164,13 +165,15 @@ def test_bad_inputs_are_counted_and_do_not_stop_the_run(tmp_path, run_cli, astro
         "no face found": 1,
         "file name has no AGE_GENDER_ label": 1,
         "file name is not valid UTF-8 (rename it)": 1,
+        "broken link": 1,
     }
     skipped = {Path(p).name: reason for p, reason in read_skipped(dest, "utk")}
     assert skipped == {"20_1_0_empty.jpg": "empty file (0 bytes)",
                        "25_0_0_text.jpg": "not a readable image",
                        "30_0_0_x.jpg": "no face found",
                        "notes.txt": "file name has no AGE_GENDER_ label",
-                       "43_0_0_caf\ufffd.jpg": "file name is not valid UTF-8 (rename it)"}
+                       "43_0_0_caf\ufffd.jpg": "file name is not valid UTF-8 (rename it)",
+                       "44_0_0_gone.jpg": "broken link"}
 
     empty = pd.read_feather(dest / "utk_0.feather")  # a chunk without faces is still a valid file
     assert len(empty) == 0 and list(empty.columns) == COLUMNS
