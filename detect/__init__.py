@@ -13,6 +13,8 @@ from detect.prepare import (
     decode_chip,
     load_image,
     prepare_faces,
+    printable_name,
+    utf8_name,
     ImageReadError,
 )
 from detect.detector import (
@@ -22,7 +24,8 @@ from detect.detector import (
 __all__ = [
     "CHIP_SIZE", "EYE_MIDPOINT", "align_face", "transform_points", "transform_box",
     "CROP_SIZE", "crop_box", "crop_triple", "triple_boxes", "head_pose", "JPEG_QUALITY",
-    "PreparedFace", "decode_chip", "load_image", "prepare_faces", "ImageReadError",
+    "PreparedFace", "decode_chip", "load_image", "prepare_faces", "printable_name", "utf8_name",
+    "ImageReadError",
     "FaceDetector", "LANDMARK_NAMES", "DetectorError", "DEFAULT_DETECTOR", "DETECTORS", "MTCNNDetector",
     "YuNetDetector", "make_detector",
 ]

@@ -24,6 +24,21 @@ class ImageReadError(ValueError):
     """An input that is missing, empty or not a decodable image."""
 
 
+def utf8_name(path: str | os.PathLike) -> bool:
+    """Whether a file name is valid UTF-8. OpenCV's Python bindings crash (a segmentation fault) on
+    one that is not, and a feather text column cannot hold it; Python carries its odd bytes as lone
+    surrogates."""
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable_name(path: str | os.PathLike) -> str:
+    """A path as it can be printed and stored: bytes that are not UTF-8 become U+FFFD."""
+    return os.fsencode(path).decode("utf-8", "replace")
+
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as 3-channel uint8 BGR, or raise ImageReadError with the reason."""
     path = os.fspath(path)

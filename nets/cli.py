@@ -7,9 +7,6 @@ import sys
 from pathlib import Path
 
 
-INTERRUPTED = "interrupted: the best and last models of finished epochs are kept; --resume continues"
-
-
 def caused_by_ctrl_c(exc: BaseException | None) -> bool:
     """Whether Ctrl-C is behind an error: a KeyboardInterrupt raised while C code was calling back into
     Python can come out wrapped, e.g. as a SystemError whose cause is the KeyboardInterrupt."""
@@ -207,6 +204,8 @@ def main(argv, description: str, gender: bool) -> int:
         log("interrupted while TensorFlow was starting")
         return 130
 
+    interrupted = "interrupted" if args.test or args.freeze else \
+        "interrupted: the best and last models of finished epochs are kept; --resume continues"
     try:
         cfg = config_from_args(args, gender)
         model_path = args.pretrain_path or args.save_path
@@ -240,12 +239,12 @@ def main(argv, description: str, gender: bool) -> int:
         import tensorflow as tf
 
         if caused_by_ctrl_c(exc):
-            log("interrupted" if args.test or args.freeze else INTERRUPTED)
+            log(interrupted)
             return 130
         if not isinstance(exc, tf.errors.OpError):
             raise
         log(f"error: TensorFlow stopped: {exc.message.splitlines()[0]}")
         return 1
     except KeyboardInterrupt:
-        log("interrupted" if args.test or args.freeze else INTERRUPTED)
+        log(interrupted)
         return 130

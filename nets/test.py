@@ -23,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
+from detect.prepare import printable_name, utf8_name  # noqa: E402  (numpy and OpenCV: parse_args needs them too)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ESC = 27
 VIDEO_DETECT_SIZE = 480  # video frames larger than this are detected on a copy of this size (a 640x480 webcam: 480x360)
@@ -116,27 +118,13 @@ def report(path, predictions, as_json, **extra):
         else:
             gender = f", {'female' if p.gender == 'F' else 'male'} ({p.gender_prob:.2f})" if p.gender else ""
             warning = f" (doubtful: {p.warning})" if p.warning else ""
-            print(f"{shown(path)}: age {p.age:.1f}{gender}, box {[round(v) for v in p.box]}{warning}", flush=True)
-
-
-def shown(path) -> str:
-    """A path as it can be printed: bytes of a file name that are not UTF-8 become U+FFFD."""
-    return os.fsencode(path).decode("utf-8", "replace")
-
-
-def not_utf8(path) -> bool:
-    """OpenCV's Python bindings crash (a segmentation fault) on a file name that is not valid UTF-8."""
-    try:
-        os.fspath(path).encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
+            print(f"{printable_name(path)}: age {p.age:.1f}{gender}, box {[round(v) for v in p.box]}{warning}", flush=True)
 
 
 def can_write_image(path: Path) -> bool:
     import cv2
 
-    return not not_utf8(path.suffix) and cv2.haveImageWriter("x" + path.suffix)
+    return utf8_name(path.suffix) and cv2.haveImageWriter("x" + path.suffix)
 
 
 def write_image(path: Path, image, replace: bool) -> bool:
@@ -212,17 +200,17 @@ def output_problem(target: Path, inputs=(), video: bool = False) -> str | None:
         return f"{target} has no extension; give one such as {'.mp4 or .avi' if video else '.jpg or .png'}"
     if video and target.suffix.lower() not in VIDEO_SUFFIXES:
         return f"cannot write {target.suffix} videos ({target}); use .mp4 or .avi"
-    if video and not_utf8(target):
-        return f"OpenCV cannot write a video whose name is not valid UTF-8 ({shown(target)}); give another name"
+    if video and not utf8_name(target):
+        return f"OpenCV cannot write a video whose name is not valid UTF-8 ({printable_name(target)}); give another name"
     if not video and not can_write_image(target):
-        return f"OpenCV cannot write {shown(target.suffix)} images ({shown(target)}); use .jpg or .png"
+        return f"OpenCV cannot write {printable_name(target.suffix)} images ({printable_name(target)}); use .jpg or .png"
     for parent in target.parents:
         if parent.exists():
             if not parent.is_dir():
-                return f"cannot create {shown(target)}: {shown(parent)} is a file, not a folder"
+                return f"cannot create {printable_name(target)}: {printable_name(parent)} is a file, not a folder"
             break
     if target.exists() and any(os.path.exists(p) and os.path.samefile(target, p) for p in inputs):  # links too
-        return f"{shown(target)} is the input {'video' if video else 'image'} itself; it would be overwritten"
+        return f"{printable_name(target)} is the input {'video' if video else 'image'} itself; it would be overwritten"
     return None
 
 
@@ -255,12 +243,12 @@ def run_image(estimator, args) -> int:
         output.parent.mkdir(parents=True, exist_ok=True)
         written = write_image(output, annotated, replace=True)
     except OSError as exc:
-        say(f"error: could not write {shown(output)} ({(exc.strerror or type(exc).__name__).lower()})")
+        say(f"error: could not write {printable_name(output)} ({(exc.strerror or type(exc).__name__).lower()})")
         return 1
     if not written:
-        say(f"error: could not write {shown(output)}")
+        say(f"error: could not write {printable_name(output)}")
         return 1
-    say(f"annotated image written to {shown(output)}")
+    say(f"annotated image written to {printable_name(output)}")
     if not args.no_show:
         Window("C3AE", True).show(annotated, 0)
     return 0
@@ -417,10 +405,10 @@ def run_video(estimator, args) -> int:
     # a number is a camera, unless a file of that name is here
     source = int(args.video) if args.video.isdigit() and not os.path.exists(args.video) else args.video
     if isinstance(source, str) and not os.path.exists(source):
-        say(f"error: video file {shown(source)} does not exist")
+        say(f"error: video file {printable_name(source)} does not exist")
         return 1
-    if isinstance(source, str) and not_utf8(source):
-        say(f"error: OpenCV cannot open a video whose name is not valid UTF-8 ({shown(source)}); rename it")
+    if isinstance(source, str) and not utf8_name(source):
+        say(f"error: OpenCV cannot open a video whose name is not valid UTF-8 ({printable_name(source)}); rename it")
         return 1
     if args.output:
         problem = output_problem(Path(args.output), [source] if isinstance(source, str) else [], video=True)

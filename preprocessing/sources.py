@@ -14,6 +14,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from detect.prepare import printable_name, utf8_name
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MIN_AGE, MAX_AGE = 0, 100
 UNKNOWN_GENDER = -1
@@ -258,18 +260,6 @@ DEFAULT_INPUTS = {"wiki": "dataset/wiki_crop", "imdb": "dataset/imdb_crop", "utk
                   "csv": "dataset/labels.csv"}
 
 
-def _utf8(path: str) -> bool:
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:  # bytes that are not UTF-8, carried by Python as lone surrogates
-        return False
-    return True
-
-
-def _printable(path: str) -> str:
-    return path if _utf8(path) else os.fsencode(path).decode("utf-8", "replace")
-
-
 def read_source(source: str, root: str | os.PathLike):
     if source not in READERS:
         raise SourceError(f"unknown source {source!r}; choose one of {', '.join(READERS)}")
@@ -279,10 +269,10 @@ def read_source(source: str, root: str | os.PathLike):
                     if path.is_symlink() and not path.exists()]
     # a name that is not UTF-8 cannot be stored in the feather files' text columns, nor opened by
     # OpenCV: such an image is skipped and named (its odd bytes shown as U+FFFD), not the end of the run
-    kept, skipped = [], [(_printable(path), reason) for path, reason in skipped]
+    kept, skipped = [], [(printable_name(path), reason) for path, reason in skipped]
     for item in items:
-        if _utf8(item.path):
+        if utf8_name(item.path):
             kept.append(item)
         else:
-            skipped.append((_printable(item.path), "file name is not valid UTF-8 (rename it)"))
+            skipped.append((printable_name(item.path), "file name is not valid UTF-8 (rename it)"))
     return kept, skipped
