@@ -174,16 +174,20 @@ def test_the_loops_run_in_a_thread_too():
 
     from nets.test import StopOnCtrlC
 
-    before, entered = signal.getsignal(signal.SIGINT), []
+    entered = []
 
     def run():
         with StopOnCtrlC("image") as stop:
             entered.append(stop.requested)
 
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    assert entered == [False] and signal.getsignal(signal.SIGINT) is before
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal, even if CI ignores it
+    try:
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join()
+        assert entered == [False] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 def test_ctrl_c_during_a_video_keeps_a_playable_annotated_file(tmp_path, astronaut_path):
     image = cv2.imread(str(astronaut_path))
