@@ -43,6 +43,9 @@ def build_parser(description: str, gender: bool) -> argparse.ArgumentParser:
     p.add_argument("-gpu", action="store_true", help="use the GPU(s) if visible (otherwise the CPU)")
     p.add_argument("-se", action="store_true", help="squeeze-and-excitation blocks")
     p.add_argument("-white", action="store_true", help="white norm: (x - 127.5) / 128 inside the model")
+    p.add_argument("--width", type=int, default=32,
+                   help="channels of the trunk's convolutions; wider than the paper's 32 is not compact "
+                        "(parameters and time grow about as its square): for teachers and ablations")
     p.add_argument("-d", "--dropout", "--erase", dest="erase", type=float, default=0.2,
                    help="random erasing, not dropout: the probability of erasing a random rectangle "
                         "in each training crop (-d and --dropout are the original code's names)")
@@ -81,6 +84,11 @@ def build_parser(description: str, gender: bool) -> argparse.ArgumentParser:
                    help="keep a moving average of the weights (momentum 0.99); validation and the best model use it")
     p.add_argument("--steps-per-epoch", type=int, default=None,
                    help="fixed steps per epoch, for quick runs (default: none, every training face once per epoch)")
+    p.add_argument("--teacher", default=None,
+                   help="a trained C3AE model (e.g. a wider --width one) whose answers on the same augmented "
+                        "crops become part of the W1 and gender targets: knowledge distillation (default: none)")
+    p.add_argument("--teacher-weight", type=float, default=0.5,
+                   help="the teacher's share of those targets; the true labels keep the rest")
     if gender:
         p.add_argument("--loss-weights", type=float, nargs=3, default=[1.0, 10.0, 30.0],
                        metavar=("AGE", "W1", "GENDER"), help="weights of the age, W1 and gender losses "
@@ -96,6 +104,10 @@ def build_parser(description: str, gender: bool) -> argparse.ArgumentParser:
 def config_from_args(args, gender: bool):
     from nets.train import TrainConfig
 
+    if args.width < 1:
+        raise ValueError(f"--width must be 1 or more, not {args.width}")
+    if not 0.0 <= args.teacher_weight <= 1.0:
+        raise ValueError(f"--teacher-weight must be between 0 and 1, not {args.teacher_weight}")
     extra = {}
     if gender:
         extra = dict(loss_weights=tuple(args.loss_weights), activation="mish6" if args.mish6 else "relu",
@@ -109,7 +121,8 @@ def config_from_args(args, gender: bool):
         cosine_lr=args.cosine_lr, ema=args.ema, erase=args.erase, augment=not args.no_augment, seed=args.seed,
         val_split=args.val_split, resume=args.resume, fp16=args.fp16, strategy=args.strategy,
         cpu_devices=args.cpu_devices, gpu=args.gpu, steps_per_epoch=args.steps_per_epoch, mirror=args.mirror,
-        robust=args.robust, split_from=args.split_from, **extra)
+        robust=args.robust, split_from=args.split_from, width=args.width,
+        teacher=args.teacher, teacher_weight=args.teacher_weight, **extra)
 
 
 def run_evaluation(model_path, cfg, log, mirror: bool = False) -> dict:

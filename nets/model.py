@@ -25,19 +25,24 @@ def _activation(kind: str, name: str, dtype=None):
     raise ValueError(f"activation must be 'relu' or 'mish6', not {kind!r}")
 
 
-def build_trunk(se: bool, white: bool, activation: str = "relu", se_pooling: str = "avg") -> keras.Model:
-    """The branch of Table 1: conv1..conv5 with BN-activation-avgpool (BRA) blocks; 512 features."""
+TRUNK_WIDTH = 32  # channels of every convolution in Table 1
+
+
+def build_trunk(se: bool, white: bool, activation: str = "relu", se_pooling: str = "avg",
+                width: int = TRUNK_WIDTH) -> keras.Model:
+    """The branch of Table 1: conv1..conv5 with BN-activation-avgpool (BRA) blocks; 16 * width features
+    (512 at the paper's width of 32)."""
     inputs = keras.Input(INPUT_SHAPE, name="crop")
     x = WhiteNorm(name="white_norm")(inputs) if white else inputs
     for i in (1, 2, 3, 4):
-        x = keras.layers.Conv2D(32, 3, use_bias=i != 1, name=f"conv{i}")(x)
+        x = keras.layers.Conv2D(width, 3, use_bias=i != 1, name=f"conv{i}")(x)
         x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
         x = _activation(activation, f"act{i}")(x)
         if i < 4:
             x = keras.layers.AveragePooling2D(2, name=f"pool{i}")(x)
         if se:
             x = SqueezeExcite(pooling=se_pooling, name=f"se{i}")(x)
-    x = keras.layers.Conv2D(32, 1, name="conv5")(x)
+    x = keras.layers.Conv2D(width, 1, name="conv5")(x)
     if se:
         x = SqueezeExcite(pooling=se_pooling, name="se5")(x)
     return keras.Model(inputs, keras.layers.Flatten(name="feature")(x), name="trunk")
@@ -45,7 +50,7 @@ def build_trunk(se: bool, white: bool, activation: str = "relu", se_pooling: str
 
 def build_c3ae(se: bool = False, white: bool = False, bins: int = 12, gender: bool = False,
                activation: str = "relu", se_pooling: str = "avg", neck: bool = False,
-               mirror: bool = False) -> keras.Model:
+               mirror: bool = False, width: int = TRUNK_WIDTH) -> keras.Model:
     """Three inputs (outer, middle, inner crops) -> outputs {"age", "W1"[, "gender"]}.
 
     W1 is the two-point distribution over `bins` bins; age = W2(W1), with W2's kernel started at
@@ -53,8 +58,10 @@ def build_c3ae(se: bool = False, white: bool = False, bins: int = 12, gender: bo
     neck=True is the original age+gender code's 786 K-parameter neck with cosine heads.
     mirror=True runs every face twice, as it is and flipped left-right, and averages W1 and gender
     (so age too, a linear function of W1): the same weights, twice the compute, a steadier guess.
+    width is the channels of the trunk's convolutions: the paper's 32 keeps the model compact; wider
+    trunks (parameters and time grow about as width squared) are for teachers and ablations.
     """
-    trunk = build_trunk(se, white, activation, se_pooling)
+    trunk = build_trunk(se, white, activation, se_pooling, width)
     inputs = [keras.Input(INPUT_SHAPE, name=name) for name in CROP_NAMES]
     crops = [MirrorStack(name=f"mirror_{name}")(x) for name, x in zip(CROP_NAMES, inputs)] if mirror else inputs
     features = keras.layers.Concatenate(name="context")([trunk(x) for x in crops])
@@ -91,8 +98,9 @@ def describe(model: keras.Model) -> dict:
     try:
         trunk = model.get_layer("trunk")
         w1 = model.get_layer("W1")
-    except ValueError as exc:
-        raise ModelFileError(f"{model.name} is not a C3AE model (no trunk/W1 layer)") from exc
+        width = int(trunk.get_layer("conv1").filters)
+    except (ValueError, AttributeError) as exc:
+        raise ModelFileError(f"{model.name} is not a C3AE model (no trunk/conv1/W1 layer)") from exc
     trunk_layers = trunk.layers
     se_layers = [layer for layer in trunk_layers if isinstance(layer, SqueezeExcite)]
     bins = int(w1.units)
@@ -105,6 +113,7 @@ def describe(model: keras.Model) -> dict:
         "activation": "mish6" if any(isinstance(layer, Mish6) for layer in trunk_layers) else "relu",
         "neck": any(layer.name == "neck_dense" for layer in model.layers),
         "mirror": any(isinstance(layer, MirrorStack) for layer in model.layers),
+        "width": width,
         "bins": bins, "interval": bin_interval(bins), "category": bins - 2,
         "outputs": outputs, "params": int(model.count_params()), "input": INPUT_CONTRACT,
     }
@@ -115,7 +124,8 @@ def build_from_description(description: dict) -> keras.Model:
                       gender=description["variant"] == "age+gender",
                       activation=description["activation"],
                       se_pooling=description["se_pooling"] or "avg", neck=description["neck"],
-                      mirror=description.get("mirror", False))
+                      mirror=description.get("mirror", False),
+                      width=description.get("width", TRUNK_WIDTH))
 
 
 def rebuild(model: keras.Model, **changes) -> keras.Model:

@@ -60,7 +60,9 @@ def write_card(model_path, dataset: str, source: str) -> dict:
         "command": state["config"]["command"],
         "stages": [{"command": stage.get("config", {}).get("command"), "epochs": stage.get("epochs_done"),
                     "best_epoch": stage.get("best_epoch"),
-                    "best_val_mae": stage.get("best_val_mae"), "seconds": stage.get("seconds")}
+                    "best_val_mae": stage.get("best_val_mae"), "seconds": stage.get("seconds"),
+                    **({"teacher": {k: stage["teacher"].get(k) for k in ("path", "model", "best_val_mae")}}
+                       if "teacher" in stage else {})}
                    for stage in training_stages(state)],
         "epochs_trained": state.get("epochs_done"), "best_epoch": state.get("best_epoch"),
         "training_seconds": state.get("seconds"),

@@ -35,6 +35,7 @@ class TrainConfig:
     activation: str = "relu"
     se_pooling: str = "avg"
     neck: bool = False
+    width: int = 32                        # trunk channels (the paper's 32; wider only for teachers)
     mirror: bool = False
     loss: str = "kl"
     weight_factor: float = 10.0            # alpha: weight of the W1 loss (age-only model)
@@ -57,6 +58,8 @@ class TrainConfig:
     cpu_devices: int = 1
     gpu: bool = False
     steps_per_epoch: int | None = None
+    teacher: str | None = None             # learn W1 (and gender) partly from this model's answers
+    teacher_weight: float = 0.5            # its share of those targets; the true labels keep the rest
     command: str = field(default_factory=lambda: " ".join(["python"] + sys.argv))
 
     @property
@@ -158,6 +161,34 @@ def transfer_weights(source, target) -> int:
             layer.set_weights(theirs)
             copied += 1
     return copied
+
+
+def load_teacher(path, cfg: TrainConfig):
+    """A C3AE model whose answers become part of the training targets (knowledge distillation)."""
+    from nets.model import as_float32, describe, load_c3ae
+
+    teacher = as_float32(load_c3ae(path))
+    about = describe(teacher)
+    if about["bins"] != cfg.bins:
+        raise TrainingError(f"the teacher {path} has {about['bins']} age bins, this model {cfg.bins}")
+    if cfg.gender and about["variant"] != "age+gender":
+        raise TrainingError(f"the teacher {path} is an age model; an age + gender model needs one that also "
+                            "answers gender")
+    teacher.trainable = False
+    return teacher
+
+
+def with_teacher(train_ds, teacher, weight: float):
+    """Training batches whose W1 and gender targets are (1 - weight) * label + weight * the teacher's
+    answer on the same (augmented) crops; the age target stays the true age."""
+    mixed = {"W1", "gender"}
+
+    def mix(crops, labels):
+        answer = teacher(crops, training=False)
+        return crops, {key: (1.0 - weight) * value + weight * answer[key] if key in mixed else value
+                       for key, value in labels.items()}
+
+    return train_ds.map(mix)
 
 
 EMA_MOMENTUM = 0.99  # about the last 100 steps
@@ -351,13 +382,13 @@ def train(cfg: TrainConfig, log=print) -> dict:
         else:
             model = build_c3ae(se=cfg.se, white=cfg.white, bins=cfg.bins, gender=cfg.gender,
                                activation=cfg.activation, se_pooling=cfg.se_pooling, neck=cfg.neck,
-                               mirror=cfg.mirror)
+                               mirror=cfg.mirror, width=cfg.width)
             if cfg.pretrain_path:
                 parent = load_c3ae(cfg.pretrain_path)
                 copied = transfer_weights(parent, model)
                 log(f"started from {cfg.pretrain_path}: weights of {copied} layers copied")
                 theirs, ours = describe(parent), describe(model)
-                differ = [k for k in ("se", "se_pooling", "white", "activation", "neck", "bins") if theirs[k] != ours[k]]
+                differ = [k for k in ("se", "se_pooling", "white", "activation", "neck", "width", "bins") if theirs[k] != ours[k]]
                 if differ:
                     log(f"note: {cfg.pretrain_path} differs from this model in "
                         + ", ".join(f"{k} ({theirs[k]} there, {ours[k]} here)" for k in differ)
@@ -384,6 +415,16 @@ def train(cfg: TrainConfig, log=print) -> dict:
         augment = AugmentConfig.robust(cfg.erase) if cfg.robust else AugmentConfig(erase_prob=cfg.erase)
     train_ds = make_dataset(split.train, cfg.batch_size, cfg.bins, cfg.gender, True, augment, cfg.seed, smooth,
                             drop_remainder=replicas > 1)
+    taught_by = state.get("config", {}).get("teacher") if cfg.resume else cfg.teacher
+    if cfg.resume and (cfg.teacher, cfg.teacher_weight) != (taught_by, state["config"].get("teacher_weight", 0.5)):
+        raise TrainingError(f"the run being resumed was trained with --teacher {taught_by} --teacher-weight "
+                            f"{state['config'].get('teacher_weight', 0.5)}; resume it with the same")
+    if cfg.teacher:
+        train_ds = with_teacher(train_ds, load_teacher(cfg.teacher, cfg), cfg.teacher_weight)
+        if not cfg.resume:
+            state["teacher"] = pretrain_record(cfg.teacher)
+        log(f"learning from the teacher {cfg.teacher}: its answers are {cfg.teacher_weight:g} of the W1"
+            + (" and gender" if cfg.gender else "") + " targets")
     if cfg.steps_per_epoch:
         train_ds = train_ds.repeat()
     checkpoint = _checkpoint_callback(cfg, state)

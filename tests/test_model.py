@@ -19,7 +19,7 @@ from nets.augment import AugmentConfig, augmented_crops
 from nets.labels import bin_centres, bin_interval, two_point_decode, two_point_encode
 from nets.layers import CosineSoftmax, GeMPooling2D, L2Normalize, Mish6, SqueezeExcite, WhiteNorm
 from nets.losses import BalancedFocalLoss, inverse_frequency_weights, w1_loss
-from nets.model import CROP_NAMES, ModelFileError, build_c3ae, describe, load_c3ae
+from nets.model import CROP_NAMES, ModelFileError, build_c3ae, describe, load_c3ae, rebuild
 from nets.train import TrainConfig, compile_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Keras/NumPy 2 __array__ notices
@@ -203,7 +203,7 @@ def test_saved_model_reloads_in_a_fresh_process(tmp_path, repo_root):
 
 VARIANTS = [
     (dict(), dict(variant="age", se=False, white=False, bins=12, category=10, interval=10, se_pooling=None,
-                  activation="relu", neck=False, outputs=["W1", "age"], params=48_633)),
+                  activation="relu", neck=False, width=32, outputs=["W1", "age"], params=48_633)),
     (dict(se=True, white=True), dict(variant="age", se=True, white=True, bins=12, se_pooling="avg",
                                      outputs=["W1", "age"], params=53_993)),
     (dict(white=True, bins=7), dict(variant="age", se=False, white=True, bins=7, category=5, interval=20)),
@@ -212,11 +212,13 @@ VARIANTS = [
     (dict(se=True, gender=True, se_pooling="gem", activation="mish6"),
      dict(variant="age+gender", se=True, se_pooling="gem", activation="mish6", neck=False)),
     (dict(gender=True, neck=True), dict(variant="age+gender", se=False, neck=True, bins=12)),
+    (dict(se=True, white=True, gender=True, width=64), dict(variant="age+gender", se=True, width=64,
+                                                             params=181_691)),
 ]
 
 
 @pytest.mark.parametrize("kwargs,expected", VARIANTS,
-                         ids=["plain", "se-white", "white-bins7", "gender-se", "gender-gem-mish6", "neck"])
+                         ids=["plain", "se-white", "white-bins7", "gender-se", "gender-gem-mish6", "neck", "wide-teacher"])
 def test_describe_variants_and_reload_from_path_alone(kwargs, expected, tmp_path):
     model = build_c3ae(**kwargs)
     description = describe(model)
@@ -227,6 +229,15 @@ def test_describe_variants_and_reload_from_path_alone(kwargs, expected, tmp_path
     model.save(path)
     loaded = load_c3ae(path)
     assert describe(loaded) == description
+
+
+def test_a_wider_trunk_widens_every_convolution_and_the_features():
+    wide = build_c3ae(se=True, white=True, width=48)
+    trunk = wide.get_layer("trunk")
+    assert trunk.output.shape[1:] == (16 * 48,)  # 4 x 4 x width
+    assert [trunk.get_layer(f"conv{i}").filters for i in range(1, 6)] == [48] * 5
+    assert describe(wide)["width"] == 48 and describe(rebuild(wide, mirror=True))["width"] == 48
+    assert describe(build_c3ae())["width"] == 32  # the paper's
 
 
 def test_neck_variant_is_not_compact():

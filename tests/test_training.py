@@ -657,3 +657,47 @@ def test_ema_validates_and_saves_the_averaged_weights(prepared_utk, tmp_path, ca
     logged = float(read_log(out)[0]["val_age_mae"])
     assert evaluate_model(best, val)["mae"] == pytest.approx(logged, abs=1e-3)  # what validation saw
     assert evaluate_model(as_float32(last), val)["mae"] != pytest.approx(logged, abs=1e-3)
+
+
+@pytest.mark.slow
+def test_a_teacher_gives_part_of_the_w1_and_gender_targets(trained_gender_model, prepared_utk):
+    from nets.data import make_dataset
+    from nets.contract import CROP_NAMES
+    from nets.train import TrainConfig, load_teacher, with_teacher
+
+    teacher = load_teacher(trained_gender_model, TrainConfig(gender=True))
+    rows = prepared_rows(prepared_utk, gender=True).iloc[:12]
+    plain = make_dataset(rows, 6, 12, True, training=False)
+    for (crops, labels), (same_crops, mixed) in zip(plain, with_teacher(plain, teacher, 0.3)):
+        answer = teacher.predict(crops, verbose=0)
+        np.testing.assert_array_equal(crops[CROP_NAMES[0]], same_crops[CROP_NAMES[0]])
+        np.testing.assert_array_equal(labels["age"], mixed["age"])  # the true age, untouched
+        for key in ("W1", "gender"):
+            np.testing.assert_allclose(mixed[key], 0.7 * labels[key] + 0.3 * answer[key], atol=1e-5)
+            assert not np.allclose(mixed[key], labels[key], atol=1e-3)
+
+
+@pytest.mark.slow
+def test_training_with_a_teacher_records_it_and_refuses_one_that_cannot_teach(trained_gender_model,
+                                                                                trained_age_model, tiny_utk,
+                                                                                capsys, tmp_path):
+    out = tmp_path / "student.keras"
+    code, _, said = run_trainer(["--dataset", tiny_utk, *QUICK, "-b", "4", "-se", "-white", "-s", out,
+                                 "--teacher", trained_gender_model, "--teacher-weight", "0.4"], False, capsys)
+    assert code == 0, said
+    assert any("learning from the teacher" in line and "0.4 of the W1 targets" in line for line in said), said
+    state = read_json(artifact(out, ".state.json"))
+    assert state["teacher"]["path"] == str(trained_gender_model)
+    assert state["teacher"]["best_val_mae"] == read_json(artifact(trained_gender_model, ".state.json"))["best_val_mae"]
+    assert state["config"]["teacher_weight"] == 0.4
+    # resuming without the teacher would change what the run learns: refused
+    code, _, said = run_trainer(["--dataset", tiny_utk, "--source", "utk", "--epochs", "2", "--steps-per-epoch", "2",
+                                 "-b", "4", "-se", "-white", "-s", out, "--resume"], False, capsys)
+    assert code == 2 and said[-1].endswith("resume it with the same"), said
+    # an age + gender student needs a teacher that answers gender
+    code, _, said = run_trainer(["--dataset", tiny_utk, *QUICK, "-b", "4", "-s", tmp_path / "g.keras",
+                                 "--teacher", trained_age_model], True, capsys)
+    assert code == 2 and len(said) >= 1 and "is an age model" in said[-1], said
+    code, _, said = run_trainer(["--dataset", tiny_utk, *QUICK, "-s", tmp_path / "w.keras",
+                                 "--teacher-weight", "1.5"], False, capsys)
+    assert code == 2 and "between 0 and 1" in said[-1], said
