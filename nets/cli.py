@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from nets.contract import TRUNK_WIDTH
+
 
 def caused_by_ctrl_c(exc: BaseException | None) -> bool:
     """Whether Ctrl-C is behind an error: a KeyboardInterrupt raised while C code was calling back into
@@ -43,7 +45,7 @@ def build_parser(description: str, gender: bool) -> argparse.ArgumentParser:
     p.add_argument("-gpu", action="store_true", help="use the GPU(s) if visible (otherwise the CPU)")
     p.add_argument("-se", action="store_true", help="squeeze-and-excitation blocks")
     p.add_argument("-white", action="store_true", help="white norm: (x - 127.5) / 128 inside the model")
-    p.add_argument("--width", type=int, default=32,
+    p.add_argument("--width", type=int, default=TRUNK_WIDTH,
                    help="channels of the trunk's convolutions; wider than the paper's 32 is not compact "
                         "(parameters and time grow about as its square): for teachers and ablations")
     p.add_argument("-d", "--dropout", "--erase", dest="erase", type=float, default=0.2,

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from nets import losses  # noqa: F401  (registers the losses, for compiled NAME.last.keras files)
-from nets.contract import CROP_NAMES, INPUT_CONTRACT, INPUT_SHAPE, ModelFileError  # noqa: F401
+from nets.contract import CROP_NAMES, INPUT_CONTRACT, INPUT_SHAPE, TRUNK_WIDTH, ModelFileError  # noqa: F401
 from nets.labels import bin_centres, bin_interval
 from nets.layers import CosineSoftmax, L2Normalize, MirrorMean, MirrorStack, Mish6, SqueezeExcite, WhiteNorm
 
@@ -23,9 +23,6 @@ def _activation(kind: str, name: str, dtype=None):
     if kind == "relu":
         return keras.layers.ReLU(name=name, dtype=dtype)
     raise ValueError(f"activation must be 'relu' or 'mish6', not {kind!r}")
-
-
-TRUNK_WIDTH = 32  # channels of every convolution in Table 1
 
 
 def build_trunk(se: bool, white: bool, activation: str = "relu", se_pooling: str = "avg",

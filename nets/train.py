@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from nets.augment import AugmentConfig
+from nets.contract import TRUNK_WIDTH
 
 
 @dataclass
@@ -35,7 +36,7 @@ class TrainConfig:
     activation: str = "relu"
     se_pooling: str = "avg"
     neck: bool = False
-    width: int = 32                        # trunk channels (the paper's 32; wider only for teachers)
+    width: int = TRUNK_WIDTH               # trunk channels (the paper's 32; wider only for teachers)
     mirror: bool = False
     loss: str = "kl"
     weight_factor: float = 10.0            # alpha: weight of the W1 loss (age-only model)
@@ -415,10 +416,11 @@ def train(cfg: TrainConfig, log=print) -> dict:
         augment = AugmentConfig.robust(cfg.erase) if cfg.robust else AugmentConfig(erase_prob=cfg.erase)
     train_ds = make_dataset(split.train, cfg.batch_size, cfg.bins, cfg.gender, True, augment, cfg.seed, smooth,
                             drop_remainder=replicas > 1)
-    taught_by = state.get("config", {}).get("teacher") if cfg.resume else cfg.teacher
-    if cfg.resume and (cfg.teacher, cfg.teacher_weight) != (taught_by, state["config"].get("teacher_weight", 0.5)):
-        raise TrainingError(f"the run being resumed was trained with --teacher {taught_by} --teacher-weight "
-                            f"{state['config'].get('teacher_weight', 0.5)}; resume it with the same")
+    if cfg.resume:
+        then = (state["config"].get("teacher"), state["config"].get("teacher_weight", 0.5))
+        if then != (cfg.teacher, cfg.teacher_weight):
+            raise TrainingError(f"the run being resumed was trained with --teacher {then[0]} --teacher-weight "
+                                f"{then[1]}; resume it with the same")
     if cfg.teacher:
         train_ds = with_teacher(train_ds, load_teacher(cfg.teacher, cfg), cfg.teacher_weight)
         if not cfg.resume:
