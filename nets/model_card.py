@@ -29,11 +29,24 @@ def check_keys(split_path: Path, count: int = CHECK_FACES) -> list:
     return keys[::max(1, len(keys) // count)][:count]
 
 
+def card_stages(state: dict) -> list:
+    """Every training run that made the model, earliest first: its command, epochs, best validation
+    MAE, time and, for a distilled run, which teacher it learned from."""
+    from nets.train import training_stages
+
+    return [{"command": stage.get("config", {}).get("command"), "epochs": stage.get("epochs_done"),
+             "best_epoch": stage.get("best_epoch"),
+             "best_val_mae": stage.get("best_val_mae"), "seconds": stage.get("seconds"),
+             **({"teacher": {k: stage["teacher"].get(k) for k in ("path", "model", "best_val_mae")}}
+                if "teacher" in stage else {})}
+            for stage in training_stages(state)]
+
+
 def write_card(model_path, dataset: str, source: str) -> dict:
     from nets.data import load_rows
     from nets.evaluate import evaluate_model
     from nets.model import as_float32, load_c3ae
-    from nets.train import all_epochs, artifact, training_stages
+    from nets.train import all_epochs, artifact
 
     model_path = Path(model_path)
     state = json.loads(artifact(model_path, ".state.json").read_text())
@@ -58,12 +71,7 @@ def write_card(model_path, dataset: str, source: str) -> dict:
                           f"validation share {state['config']['val_split']} ({split_path.name})",
                  **({"duplicates": split["duplicates"]} if "duplicates" in split else {})},
         "command": state["config"]["command"],
-        "stages": [{"command": stage.get("config", {}).get("command"), "epochs": stage.get("epochs_done"),
-                    "best_epoch": stage.get("best_epoch"),
-                    "best_val_mae": stage.get("best_val_mae"), "seconds": stage.get("seconds"),
-                    **({"teacher": {k: stage["teacher"].get(k) for k in ("path", "model", "best_val_mae")}}
-                       if "teacher" in stage else {})}
-                   for stage in training_stages(state)],
+        "stages": card_stages(state),
         "epochs_trained": state.get("epochs_done"), "best_epoch": state.get("best_epoch"),
         "training_seconds": state.get("seconds"),
         "validation": evaluation,

@@ -346,6 +346,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
     save_path.parent.mkdir(parents=True, exist_ok=True)
     state_path = artifact(save_path, ".state.json")
     last_path = artifact(save_path, ".last.keras")
+    # a teacher that cannot teach is refused before the data is read
+    teacher = load_teacher(cfg.teacher, cfg) if cfg.teacher and cfg.epochs > 0 else None
 
     rows = load_rows(cfg.dataset, cfg.source, log=log)
     if cfg.gender:
@@ -421,8 +423,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
         if then != (cfg.teacher, cfg.teacher_weight):
             raise TrainingError(f"the run being resumed was trained with --teacher {then[0]} --teacher-weight "
                                 f"{then[1]}; resume it with the same")
-    if cfg.teacher:
-        train_ds = with_teacher(train_ds, load_teacher(cfg.teacher, cfg), cfg.teacher_weight)
+    if teacher is not None:
+        train_ds = with_teacher(train_ds, teacher, cfg.teacher_weight)
         if not cfg.resume:
             state["teacher"] = pretrain_record(cfg.teacher)
         log(f"learning from the teacher {cfg.teacher}: its answers are {cfg.teacher_weight:g} of the W1"

@@ -690,6 +690,10 @@ def test_training_with_a_teacher_records_it_and_refuses_one_that_cannot_teach(tr
     assert state["teacher"]["path"] == str(trained_gender_model)
     assert state["teacher"]["best_val_mae"] == read_json(artifact(trained_gender_model, ".state.json"))["best_val_mae"]
     assert state["config"]["teacher_weight"] == 0.4
+    from nets.model_card import card_stages
+    stages = card_stages(state)  # the model card names the teacher of the distilled stage
+    assert stages[-1]["teacher"]["path"] == str(trained_gender_model)
+    assert stages[-1]["teacher"]["best_val_mae"] == state["teacher"]["best_val_mae"]
     # resuming without the teacher would change what the run learns: refused
     code, _, said = run_trainer(["--dataset", tiny_utk, "--source", "utk", "--epochs", "2", "--steps-per-epoch", "2",
                                  "-b", "4", "-se", "-white", "-s", out, "--resume"], False, capsys)
@@ -698,6 +702,7 @@ def test_training_with_a_teacher_records_it_and_refuses_one_that_cannot_teach(tr
     code, _, said = run_trainer(["--dataset", tiny_utk, *QUICK, "-b", "4", "-s", tmp_path / "g.keras",
                                  "--teacher", trained_age_model], True, capsys)
     assert code == 2 and len(said) >= 1 and "is an age model" in said[-1], said
+    assert not any("split" in line for line in said), said  # refused before the data was read
     code, _, said = run_trainer(["--dataset", tiny_utk, *QUICK, "-s", tmp_path / "w.keras",
                                  "--teacher-weight", "1.5"], False, capsys)
     assert code == 2 and "between 0 and 1" in said[-1], said
