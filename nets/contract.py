@@ -16,4 +16,5 @@ INPUT_CONTRACT = {
 class ModelFileError(ValueError):
     """A model file that is missing, of the wrong kind or has non-finite weights."""
 
+
 TRUNK_WIDTH = 32  # channels of every convolution of the trunk in Table 1 (--width)

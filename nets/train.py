@@ -419,7 +419,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     train_ds = make_dataset(split.train, cfg.batch_size, cfg.bins, cfg.gender, True, augment, cfg.seed, smooth,
                             drop_remainder=replicas > 1)
     if cfg.resume:
-        then = (state["config"].get("teacher"), state["config"].get("teacher_weight", 0.5))
+        then = (state["config"].get("teacher"), state["config"].get("teacher_weight", TrainConfig.teacher_weight))
         if then != (cfg.teacher, cfg.teacher_weight):
             raise TrainingError(f"the run being resumed was trained with --teacher {then[0]} --teacher-weight "
                                 f"{then[1]}; resume it with the same")
