@@ -324,6 +324,18 @@ def _write_untrained(model, cfg: TrainConfig, state: dict, val_ds, log) -> dict:
     return state
 
 
+def _resumable_state(cfg: TrainConfig, state_path: Path, last_path: Path) -> dict:
+    """The state of the run --resume continues; refused if its files are missing or its teacher differs."""
+    if not last_path.exists() or not state_path.exists():
+        raise TrainingError(f"--resume needs {last_path} and {state_path} from an earlier run")
+    state = json.loads(state_path.read_text())
+    then = (state["config"].get("teacher"), state["config"].get("teacher_weight", TrainConfig.teacher_weight))
+    if then != (cfg.teacher, cfg.teacher_weight):
+        raise TrainingError(f"the run being resumed was trained with --teacher {then[0]} --teacher-weight "
+                            f"{then[1]}; resume it with the same")
+    return state
+
+
 def train(cfg: TrainConfig, log=print) -> dict:
     """Train (or resume) a model; returns the state written to NAME.state.json."""
     import keras
@@ -343,13 +355,14 @@ def train(cfg: TrainConfig, log=print) -> dict:
     keras.utils.set_random_seed(cfg.seed)
     strategy = make_strategy(cfg.strategy)
     save_path = Path(cfg.save_path)
-    save_path.parent.mkdir(parents=True, exist_ok=True)
     state_path = artifact(save_path, ".state.json")
     last_path = artifact(save_path, ".last.keras")
-    # a teacher that cannot teach is refused before the data is read
+    # a run that cannot be resumed and a teacher that cannot teach are refused before the data is read
+    state = _resumable_state(cfg, state_path, last_path) if cfg.resume else {}
     teacher = load_teacher(cfg.teacher, cfg) if cfg.teacher and cfg.epochs > 0 else None
 
     rows = load_rows(cfg.dataset, cfg.source, log=log)
+    save_path.parent.mkdir(parents=True, exist_ok=True)
     if cfg.gender:
         known = rows["gender"] >= 0
         if (~known).any():
@@ -368,12 +381,9 @@ def train(cfg: TrainConfig, log=print) -> dict:
     steps = cfg.steps_per_epoch or (len(split.train) // cfg.batch_size if replicas > 1
                                     else math.ceil(len(split.train) / cfg.batch_size))
 
-    state, initial_epoch = {}, 0
+    initial_epoch = 0
     with strategy.scope():
         if cfg.resume:
-            if not last_path.exists() or not state_path.exists():
-                raise TrainingError(f"--resume needs {last_path} and {state_path} from an earlier run")
-            state = json.loads(state_path.read_text())
             model = load_c3ae(last_path, compile=True)  # with the optimizer state
             initial_epoch = int(state["epochs_done"])
             iterations = int(model.optimizer.iterations)
@@ -418,11 +428,6 @@ def train(cfg: TrainConfig, log=print) -> dict:
         augment = AugmentConfig.robust(cfg.erase) if cfg.robust else AugmentConfig(erase_prob=cfg.erase)
     train_ds = make_dataset(split.train, cfg.batch_size, cfg.bins, cfg.gender, True, augment, cfg.seed, smooth,
                             drop_remainder=replicas > 1)
-    if cfg.resume:
-        then = (state["config"].get("teacher"), state["config"].get("teacher_weight", TrainConfig.teacher_weight))
-        if then != (cfg.teacher, cfg.teacher_weight):
-            raise TrainingError(f"the run being resumed was trained with --teacher {then[0]} --teacher-weight "
-                                f"{then[1]}; resume it with the same")
     if teacher is not None:
         train_ds = with_teacher(train_ds, teacher, cfg.teacher_weight)
         if not cfg.resume:
