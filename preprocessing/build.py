@@ -18,6 +18,7 @@ import json
 import multiprocessing as mp
 import os
 import re
+import signal
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -55,6 +56,19 @@ def _init_worker(settings: Settings, single_thread: bool):
     from detect import make_detector
     _detector = make_detector(settings.detector, min_face_size=settings.min_face_size)
     _settings = settings
+
+
+def start_pool(workers: int, settings: Settings):
+    """Worker processes that ignore Ctrl-C: only the main process stops on it and ends them.
+
+    A worker interrupted in the middle of a result can leave the pool waiting for it forever; an
+    ignored SIGINT is inherited from the moment a worker starts, before Python's own handler.
+    """
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return mp.get_context("spawn").Pool(workers, _init_worker, (settings, True))
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def process_item(item: Item):
@@ -221,7 +235,7 @@ def build_source(source: str, input_path, dest="dataset/data", workers: int | No
             meta = _chunk_done(meta_path, feather_path, signature)
             if meta is None:
                 if workers > 1 and pool is None:
-                    pool = mp.get_context("spawn").Pool(workers, _init_worker, (settings, True))
+                    pool = start_pool(workers, settings)
                 if workers == 1 and _settings != settings:
                     _init_worker(settings, False)
                 results = (pool.imap(process_item, chunk, chunksize=4) if pool

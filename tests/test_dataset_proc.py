@@ -6,8 +6,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -446,6 +448,43 @@ def test_two_workers_give_the_same_rows(utk_run, tmp_path, run_cli, link_files):
     np.testing.assert_array_equal(rows["gender"], single["gender"])
     geometry = ["src_x1", "src_y1", "src_x2", "src_y2", "nose_x", "nose_y", "mouth_left_x"]
     np.testing.assert_allclose(rows[geometry].to_numpy(), single[geometry].to_numpy(), atol=0.5)
+
+
+def test_workers_leave_ctrl_c_to_the_main_process():
+    from preprocessing.build import Settings, start_pool
+
+    pool = start_pool(2, Settings())
+    try:
+        handlers = pool.map(signal.getsignal, [signal.SIGINT] * 4, chunksize=1)
+    finally:
+        pool.terminate()
+        pool.join()
+    assert set(handlers) == {signal.SIG_IGN}, handlers
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the main process still stops
+
+
+@pytest.mark.slow
+def test_ctrl_c_with_two_workers_stops_and_keeps_the_finished_chunks(utk_sample, tmp_path, repo_root):
+    dest = tmp_path / "out"
+    cmd = [sys.executable, "preprocessing/dataset_proc.py", "--source", "utk", "-i", str(utk_sample), "-d", str(dest),
+           "--workers", "2", "--chunk-size", "8", "--no-progress"]
+    # a terminal's Ctrl-C reaches the whole process group: the main process and its workers
+    proc = subprocess.Popen(cmd, cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while not (dest / "utk_0.meta.json").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "finished before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError("still running 60 s after Ctrl-C")
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert proc.returncode == 130 and lines == [
+        "interrupted: finished chunks are kept; run the same command again to continue"], lines
+    assert (dest / "utk_0.feather").exists()
 
 
 # --- a whole photo through --source csv -----------------------------------------------------------
