@@ -69,12 +69,14 @@ def as_uint8(image) -> np.ndarray:
     8 bits as OpenCV reads 16-bit files (value / 256); floats in 0..1 are scaled by 255 and floats
     in 0..255 rounded. Booleans, NaN or infinite values, and values out of range are refused.
     """
+    if image is None:
+        raise ValueError("got None, not an image (cv2.imread gives None for a file it cannot read)")
     array = np.asarray(image)
     expected = "expected a uint8 image (0..255), a float image in 0..1, or a uint16 image"
-    if array.dtype == np.uint8:
-        return array
     if array.size == 0:
         raise ValueError(f"the image is empty (shape {array.shape})")
+    if array.dtype == np.uint8:
+        return array
     if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.number):
         raise ValueError(f"{expected}; got an array of {array.dtype}")
     if np.issubdtype(array.dtype, np.complexfloating):

@@ -150,7 +150,12 @@ def run_evaluation(model_path, cfg, log, mirror: bool = False) -> dict:
     split = make_or_load_split(rows, split_path, cfg.val_split, cfg.seed, log=log, keep_path=cfg.split_from)
     if len(split.val) == 0:
         raise ValueError(f"none of the validation faces of {split_path} are in {cfg.dataset} ({cfg.source})")
-    prefix = artifact(model_path, ".mirror" if mirror else "")
+    expected = len(json.loads(split_path.read_text())["val"])
+    partial = len(split.val) < expected  # some data is missing: never in place of the whole record
+    prefix = artifact(model_path, (".mirror" if mirror else "") + (".partial" if partial else ""))
+    if partial:
+        log(f"note: {len(split.val)} of the {expected} validation faces are here, so this evaluation is written "
+            f"as {prefix.name}.eval.json, not in place of the model's own record")
     detector = split.val["detector"].mode()[0]  # the detector that prepared these faces
     steadiness = {
         "detector": detector,

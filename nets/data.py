@@ -227,6 +227,9 @@ def make_or_load_split(rows: pd.DataFrame, split_path, val_split: float = 0.2, s
             log(f"note: {absent} of the {len(val_keys)} validation faces of {split_path} are not in the data "
                 "(a chunk missing or left out?); validation uses the rest")
         log(f"using the saved split {split_path} (seed {saved.get('seed')}, val {saved.get('val_split')})")
+        if keep_path:
+            log(f"note: --split-from {keep_path} is not used: the saved split {split_path.name} already decides "
+                "each face's side (give another -s for a new split)")
         return Split(rows[rows["key"].isin(train_keys)].reset_index(drop=True),
                      rows[rows["key"].isin(val_keys)].reset_index(drop=True))
     if not 0 < val_split < 1:

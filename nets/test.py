@@ -10,20 +10,29 @@ Examples:
 With the default .tflite model and the YuNet detector nothing imports TensorFlow: numpy,
 OpenCV and ai-edge-litert are enough.
 """
-import argparse
-import json
-import os
 import signal
-import sys
-import time
-from collections import Counter
-from pathlib import Path
+
+# A Ctrl-C while the modules load would break an import with a traceback: it waits until they are in
+_ctrl_c_while_loading = []
+signal.signal(signal.SIGINT, lambda signum, frame: _ctrl_c_while_loading.append(signum))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections import Counter  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 from detect.prepare import printable_name, utf8_name  # noqa: E402  (numpy and OpenCV: parse_args needs them too)
+signal.signal(signal.SIGINT, signal.default_int_handler)
+if _ctrl_c_while_loading:
+    print("interrupted", file=sys.stderr)
+    sys.exit(130)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ESC = 27

@@ -5,6 +5,7 @@ TensorFlow, so inference with a .tflite file stays light.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 
@@ -44,7 +45,13 @@ class TFLiteModel:
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:
-            raise ModelFileError(f"running {path} needs LiteRT: pip install ai-edge-litert ({exc})") from exc
+            from nets.cli import caused_by_ctrl_c
+
+            if caused_by_ctrl_c(exc):  # a Ctrl-C while LiteRT loaded: an interruption, not a missing package
+                raise KeyboardInterrupt from exc
+            if importlib.util.find_spec("ai_edge_litert") is None:
+                raise ModelFileError(f"running {path} needs LiteRT: pip install ai-edge-litert ({exc})") from exc
+            raise ModelFileError(f"running {path}: LiteRT is installed but could not be loaded ({exc})") from exc
         content = read_tflite_bytes(path)
         try:
             with captured_stderr() as said:

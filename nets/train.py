@@ -355,10 +355,16 @@ def train(cfg: TrainConfig, log=print) -> dict:
     keras.utils.set_random_seed(cfg.seed)
     strategy = make_strategy(cfg.strategy)
     save_path = Path(cfg.save_path)
+    if save_path.is_dir():
+        raise TrainingError(f"-s {save_path} is a folder; give a file name, e.g. {save_path / 'model.keras'}")
+    if save_path.suffix != ".keras":
+        raise TrainingError(f"-s {save_path}: models are saved as .keras files; give a name that ends in .keras")
     state_path = artifact(save_path, ".state.json")
     last_path = artifact(save_path, ".last.keras")
-    # a run that cannot be resumed and a teacher that cannot teach are refused before the data is read
+    # a run that cannot be resumed, a -p model that cannot be read and a teacher that cannot teach
+    # are refused before the data is read
     state = _resumable_state(cfg, state_path, last_path) if cfg.resume else {}
+    parent = load_c3ae(cfg.pretrain_path) if cfg.pretrain_path and not cfg.resume else None
     teacher = load_teacher(cfg.teacher, cfg) if cfg.teacher and cfg.epochs > 0 else None
 
     rows = load_rows(cfg.dataset, cfg.source, log=log)
@@ -396,8 +402,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
             model = build_c3ae(se=cfg.se, white=cfg.white, bins=cfg.bins, gender=cfg.gender,
                                activation=cfg.activation, se_pooling=cfg.se_pooling, neck=cfg.neck,
                                mirror=cfg.mirror, width=cfg.width)
-            if cfg.pretrain_path:
-                parent = load_c3ae(cfg.pretrain_path)
+            if parent is not None:
                 copied = transfer_weights(parent, model)
                 log(f"started from {cfg.pretrain_path}: weights of {copied} layers copied")
                 theirs, ours = describe(parent), describe(model)

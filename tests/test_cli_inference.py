@@ -242,6 +242,11 @@ def test_api_converts_float_and_refuses_nan_images(astronaut_path):
     broken[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         estimator.predict(broken)
+    for empty in (np.zeros((0, 0, 3), np.uint8), np.zeros((0, 0), np.uint8), np.zeros((5, 0, 3), np.uint8)):
+        with pytest.raises(ValueError, match="the image is empty"):
+            estimator.predict(empty)
+    with pytest.raises(ValueError, match="got None, not an image"):  # cv2.imread of a file that is not there
+        estimator.predict(cv2.imread(str(astronaut_path) + ".missing"))
 
 
 def test_folder_output_that_holds_the_input_or_existing_files_replaces_nothing(tmp_path, astronaut_path):
@@ -361,6 +366,50 @@ def test_missing_litert_is_one_sentence(tmp_path, astronaut_path):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 1 and len(lines) == 1, result.stderr
     assert "needs LiteRT: pip install ai-edge-litert" in lines[0] and "train one" not in lines[0]
+
+
+def test_litert_that_is_installed_but_fails_to_load_is_not_called_missing(tmp_path, astronaut_path):
+    script = (f"import sys; sys.modules['ai_edge_litert.interpreter'] = None; sys.path.insert(0, {str(REPO_ROOT)!r})\n"
+              "from nets.test import main\n"
+              f"sys.exit(main(['-i', {str(astronaut_path)!r}, '--no-show', '-o', {str(tmp_path / 'o.jpg')!r}]))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert "LiteRT is installed but could not be loaded" in lines[0] and "pip install" not in lines[0]
+
+
+# nets/test.py run as `python nets/test.py ...` would, with a Ctrl-C delivered exactly while one module
+# is imported (as a person's Ctrl-C in the first second can land)
+_CTRL_C_DURING_IMPORT = """
+import builtins, os, runpy, signal, sys
+module, raise_it, sys.argv = sys.argv[1], sys.argv[2] == "raise", sys.argv[3:]
+real_import = builtins.__import__
+
+def import_with_ctrl_c(name, *args, **kwargs):
+    global module
+    if name == module:
+        module = None
+        if raise_it:  # as a native module's start-up breaks: ImportError caused by the KeyboardInterrupt
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt as exc:
+                raise ImportError("initialization failed") from exc
+        os.kill(os.getpid(), signal.SIGINT)
+    return real_import(name, *args, **kwargs)
+
+builtins.__import__ = import_with_ctrl_c
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("module,how", [("detect.prepare", "signal"), ("ai_edge_litert.interpreter", "raise")])
+def test_ctrl_c_while_modules_load_is_an_interruption(module, how, tmp_path, astronaut_path):
+    result = subprocess.run([sys.executable, "-c", _CTRL_C_DURING_IMPORT, module, how, TEST_PY, "-i", astronaut_path,
+                             "--no-show", "-o", tmp_path / "o.jpg"], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=120, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 130 and lines == ["interrupted"], result.stderr
+    assert not (tmp_path / "o.jpg").exists()
 
 
 @pytest.mark.parametrize("output,words", [("afile/o.mp4", "is a file, not a folder"), ("o.mkv", "use .mp4 or .avi"),

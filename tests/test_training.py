@@ -86,6 +86,10 @@ def test_split_is_saved_disjoint_complete_and_reused(fixture, request, prepared_
     assert sorted(again.train["key"]) == sorted(train) and sorted(again.val["key"]) == sorted(val)
     assert split_path.read_bytes() == before
     assert any("saved split" in n for n in notes)
+    # an earlier split to keep the sides of is not used once this one is saved: said, not silent
+    notes.clear()
+    make_or_load_split(rows, split_path, log=notes.append, keep_path=split_path.with_name("other.split.json"))
+    assert any(n.startswith("note: --split-from") and "is not used" in n for n in notes), notes
 
 
 @pytest.mark.slow
@@ -204,6 +208,25 @@ def test_evaluation_needs_the_split_the_model_was_trained_with(trained_age_model
 
 
 @pytest.mark.slow
+def test_evaluation_on_part_of_the_validation_faces_keeps_the_full_record(trained_age_model, tiny_utk, capsys,
+                                                                       tmp_path):
+    model = tmp_path / "m.keras"
+    for suffix in (".keras", ".split.json"):
+        shutil.copy(artifact(trained_age_model, suffix), artifact(model, suffix))
+    record = artifact(model, ".eval.json")
+    record.write_text('{"the full evaluation": true}')
+    code, stdout, said = run_trainer(["-test", "-p", model, "--dataset", tiny_utk], False, capsys)
+    assert code == 0, said
+    val = read_json(artifact(model, ".split.json"))["val"]
+    partial = read_json(artifact(model, ".partial.eval.json"))
+    assert 0 < partial["faces"] < len(val) and json.loads(stdout) == partial
+    assert any(f"of the {len(val)} validation faces are here" in line and "m.partial.eval.json" in line
+               for line in said), said
+    assert read_json(record) == {"the full evaluation": True}  # left as it was
+    assert artifact(model, ".partial.eval.png").exists() and not artifact(model, ".eval.png").exists()
+
+
+@pytest.mark.slow
 def test_evaluation_beside_a_model_in_a_read_only_folder_is_one_sentence(trained_age_model, prepared_utk, tmp_path,
                                                                           as_a_user, repo_root, messages):
     import subprocess
@@ -220,6 +243,7 @@ def test_evaluation_beside_a_model_in_a_read_only_folder_is_one_sentence(trained
     said = messages(result.stderr)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert said[-1].startswith(f"error: {locked}/m.") and said[-1].endswith("permission denied"), said
+
 
 @pytest.mark.slow
 def test_mirror_evaluation_averages_over_the_crops_width_and_keeps_the_plain_one(trained_gender_model, prepared_utk,
@@ -411,6 +435,25 @@ def test_each_epochs_state_file_counts_the_training_time_so_far(tmp_path):
 # --- -fp16, --strategy mirrored --------------------------------------------------------------------
 
 QUICK = ("--source", "utk", "--epochs", "1", "--steps-per-epoch", "2")
+
+
+@pytest.mark.parametrize("name,words", [("m.h5", "give a name that ends in .keras"),
+                                        ("m", "give a name that ends in .keras"),
+                                        ("folder.keras", "is a folder; give a file name")])
+def test_a_save_path_that_cannot_hold_a_model_is_refused_before_the_data_is_read(name, words, tiny_utk, capsys,
+                                                                                 tmp_path):
+    (tmp_path / "folder.keras").mkdir()
+    code, _, said = run_trainer(["--dataset", tiny_utk, *QUICK, "-s", tmp_path / name], False, capsys)
+    assert code == 2 and len(said) == 1 and words in said[0], said
+    assert [p.name for p in tmp_path.iterdir()] == ["folder.keras"]  # nothing written beside it
+
+
+def test_a_model_to_start_from_that_cannot_be_read_is_refused_before_a_split_is_saved(tiny_utk, capsys, tmp_path):
+    out = tmp_path / "out" / "m.keras"
+    for wrong in (tmp_path / "typo.keras", tiny_utk):  # missing; a folder
+        code, _, said = run_trainer(["--dataset", tiny_utk, *QUICK, "-p", wrong, "-s", out], False, capsys)
+        assert code == 2 and len(said) == 1 and str(wrong) in said[0], said
+        assert not (tmp_path / "out").exists()  # no split saved, which a corrected run would have reused
 
 
 @pytest.mark.slow
