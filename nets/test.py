@@ -11,10 +11,15 @@ With the default .tflite model and the YuNet detector nothing imports TensorFlow
 OpenCV and ai-edge-litert are enough.
 """
 import signal
+import threading
 
 # A Ctrl-C while the modules load would break an import with a traceback: it waits until they are in
+# (where Ctrl-C stops Python as usual; an ignored one stays ignored)
 _ctrl_c_while_loading = []
-signal.signal(signal.SIGINT, lambda signum, frame: _ctrl_c_while_loading.append(signum))
+_defer_ctrl_c = (threading.current_thread() is threading.main_thread()
+                 and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+if _defer_ctrl_c:
+    signal.signal(signal.SIGINT, lambda signum, frame: _ctrl_c_while_loading.append(signum))
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -29,7 +34,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 from detect.prepare import printable_name, utf8_name  # noqa: E402  (numpy and OpenCV: parse_args needs them too)
-signal.signal(signal.SIGINT, signal.default_int_handler)
+if _defer_ctrl_c:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 if _ctrl_c_while_loading:
     print("interrupted", file=sys.stderr)
     sys.exit(130)

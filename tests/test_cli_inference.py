@@ -412,6 +412,14 @@ def test_ctrl_c_while_modules_load_is_an_interruption(module, how, tmp_path, ast
     assert not (tmp_path / "o.jpg").exists()
 
 
+def test_loading_leaves_an_ignored_ctrl_c_ignored():
+    script = (f"import signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); sys.path.insert(0, {str(REPO_ROOT)!r})\n"
+              "import nets.test\n"
+              "print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "True", result.stderr
+
+
 @pytest.mark.parametrize("output,words", [("afile/o.mp4", "is a file, not a folder"), ("o.mkv", "use .mp4 or .avi"),
                                           ("clip.avi", "is the input video itself"),
                                           ("hardlink.avi", "is the input video itself")])
