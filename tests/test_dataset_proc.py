@@ -453,14 +453,18 @@ def test_two_workers_give_the_same_rows(utk_run, tmp_path, run_cli, link_files):
 def test_workers_leave_ctrl_c_to_the_main_process():
     from preprocessing.build import Settings, start_pool
 
-    pool = start_pool(2, Settings())
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal, even if CI ignores it
     try:
-        handlers = pool.map(signal.getsignal, [signal.SIGINT] * 4, chunksize=1)
+        pool = start_pool(2, Settings())
+        try:
+            handlers = pool.map(signal.getsignal, [signal.SIGINT] * 4, chunksize=1)
+        finally:
+            pool.terminate()
+            pool.join()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the main process still stops
     finally:
-        pool.terminate()
-        pool.join()
+        signal.signal(signal.SIGINT, before)
     assert set(handlers) == {signal.SIG_IGN}, handlers
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the main process still stops
 
 
 @pytest.mark.slow
@@ -470,7 +474,8 @@ def test_ctrl_c_with_two_workers_stops_and_keeps_the_finished_chunks(utk_sample,
            "--workers", "2", "--chunk-size", "8", "--no-progress"]
     # a terminal's Ctrl-C reaches the whole process group: the main process and its workers
     proc = subprocess.Popen(cmd, cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True,  # as at a terminal, even where CI starts us ignoring Ctrl-C
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while not (dest / "utk_0.meta.json").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
