@@ -150,12 +150,11 @@ def run_evaluation(model_path, cfg, log, mirror: bool = False) -> dict:
     split = make_or_load_split(rows, split_path, cfg.val_split, cfg.seed, log=log, keep_path=cfg.split_from)
     if len(split.val) == 0:
         raise ValueError(f"none of the validation faces of {split_path} are in {cfg.dataset} ({cfg.source})")
-    expected = len(json.loads(split_path.read_text())["val"])
-    partial = len(split.val) < expected  # some data is missing: never in place of the whole record
+    partial = split.val_missing > 0  # some data is missing: never in place of the whole record
     prefix = artifact(model_path, (".mirror" if mirror else "") + (".partial" if partial else ""))
     if partial:
-        log(f"note: {len(split.val)} of the {expected} validation faces are here, so this evaluation is written "
-            f"as {prefix.name}.eval.json, not in place of the model's own record")
+        log(f"note: {len(split.val)} of the {len(split.val) + split.val_missing} validation faces are here, so "
+            f"this evaluation is written as {prefix.name}.eval.json, not in place of the model's own record")
     detector = split.val["detector"].mode()[0]  # the detector that prepared these faces
     steadiness = {
         "detector": detector,

@@ -100,6 +100,7 @@ def load_rows(dataset_dir, source: str, log=None) -> pd.DataFrame:
 class Split:
     train: pd.DataFrame
     val: pd.DataFrame
+    val_missing: int = 0  # validation faces of a saved split that are not in the data
 
 
 def row_sources(rows: pd.DataFrame) -> np.ndarray:
@@ -231,7 +232,7 @@ def make_or_load_split(rows: pd.DataFrame, split_path, val_split: float = 0.2, s
             log(f"note: --split-from {keep_path} is not used: the saved split {split_path.name} already decides "
                 "each face's side (give another -s for a new split)")
         return Split(rows[rows["key"].isin(train_keys)].reset_index(drop=True),
-                     rows[rows["key"].isin(val_keys)].reset_index(drop=True))
+                     rows[rows["key"].isin(val_keys)].reset_index(drop=True), absent)
     if not 0 < val_split < 1:
         raise ValueError("--val-split must be between 0 and 1")
     if len(rows) < 2:
