@@ -139,13 +139,21 @@ def bench_photo(model_path, keras_model_path, image_path, repeats, detectors=("y
            "total ms", "speed-up vs before"], rows)
 
 
-def bench_cli(image_path, keras_model_path, repeats, detectors=("yunet", "mtcnn")):
+def default_path(model_path) -> tuple[str, list]:
+    """How the tables name nets/test.py's default path, and its -m flag when --model replaces the model."""
+    if model_path is None:
+        return "default: YuNet + .tflite", []
+    return f"YuNet + {Path(model_path).name}", ["-m", str(model_path)]
+
+
+def bench_cli(image_path, keras_model_path, repeats, detectors=("yunet", "mtcnn"), model_path=None):
     """Wall time of the one-photo command, start to exit, as a user runs it."""
     rows = []
+    name, flag = default_path(model_path)
     with tempfile.TemporaryDirectory() as tmp:
         commands = [("nets/test.py -h", ["-h"]),
-                    ("nets/test.py -i PHOTO --json --no-show (default: YuNet + .tflite)",
-                     ["-i", str(image_path), "--json", "--no-show", "-o", f"{tmp}/a.jpg"]),
+                    (f"nets/test.py -i PHOTO --json --no-show ({name})",
+                     ["-i", str(image_path), "--json", "--no-show", "-o", f"{tmp}/a.jpg", *flag]),
                     (f"the same with -m {Path(keras_model_path).name} --detector mtcnn (before)",
                      ["-i", str(image_path), "--json", "--no-show", "-o", f"{tmp}/b.jpg", "-m", str(keras_model_path),
                       "--detector", "mtcnn"])]
@@ -233,7 +241,7 @@ def still_video(image, path, frames=150, size=(640, 480), fps=30.0, seed=0):
     writer.release()
 
 
-def bench_video(image_path, keras_model_path, detectors=("yunet", "mtcnn")):
+def bench_video(image_path, keras_model_path, detectors=("yunet", "mtcnn"), model_path=None):
     """Frames per second of nets/test.py -v on a 640x480 still video with one face, and the flicker:
     the spread of that person's age over the frames, each frame on its own and averaged per track."""
     import re
@@ -246,7 +254,8 @@ def bench_video(image_path, keras_model_path, detectors=("yunet", "mtcnn")):
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp) / "still.mp4"
         still_video(load_image(image_path), video)
-        runs = [("default (YuNet + .tflite), --smooth 15", []), ("default, --smooth 1 (no averaging)", ["--smooth", "1"]),
+        name, flag = default_path(model_path)
+        runs = [(f"{name}, --smooth 15", flag), (f"{name}, --smooth 1 (no averaging)", [*flag, "--smooth", "1"]),
                 (f"-m {Path(keras_model_path).name} --detector mtcnn (before)",
                  ["-m", str(keras_model_path), "--detector", "mtcnn", "--smooth", "1"])]
         runs = [run for run in runs if "mtcnn" in detectors or "mtcnn" not in run[1]]
@@ -388,9 +397,9 @@ def main(argv=None):
         if args.what in ("photo", "all"):
             bench_photo(model, args.keras_model, args.image, args.repeats, detectors)
         if args.what in ("cli", "all"):
-            bench_cli(args.image, args.keras_model, max(3, args.repeats // 4), detectors)
+            bench_cli(args.image, args.keras_model, max(3, args.repeats // 4), detectors, args.model)
         if args.what in ("video", "all"):
-            bench_video(args.image, args.keras_model, detectors)
+            bench_video(args.image, args.keras_model, detectors, args.model)
         if args.what in ("large", "all"):
             bench_large(args.image, detectors)
         if args.what in ("train", "all"):

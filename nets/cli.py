@@ -21,6 +21,18 @@ def caused_by_ctrl_c(exc: BaseException | None) -> bool:
     return False
 
 
+def _number(kind, low, high=None, low_open=False):
+    """An argparse type: a number of `kind` in [low, high] (low excluded with low_open)."""
+    def parse(text):
+        value = kind(text)  # argparse says "invalid ... value" when this fails
+        if value < low or (low_open and value == low) or (high is not None and value > high):
+            span = (f"more than {low}" if low_open else f"{low} or more") if high is None else f"between {low} and {high}"
+            raise argparse.ArgumentTypeError(f"must be {span}, not {text}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its own messages
+    return parse
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Every option's default once: argparse's "(default: ...)", unless the help text already says it."""
 
@@ -39,19 +51,19 @@ def build_parser(description: str, gender: bool) -> argparse.ArgumentParser:
     p.add_argument("-p", "--pretrain_path", default=None,
                    help="start from this model's weights; with -test/-fz: the model to use "
                         "(default: none, training starts from scratch and -test/-fz use -s)")
-    p.add_argument("-b", "--batch_size", type=int, default=50, help="faces per training batch")
+    p.add_argument("-b", "--batch_size", type=_number(int, 1), default=50, help="faces per training batch")
     p.add_argument("-w", "--weight_factor", type=float, default=10.0, help="alpha, the weight of the W1 loss")
-    p.add_argument("-c", "--category", type=int, default=10, help="age bins minus 2 (10 -> 12 bins, 10 years apart)")
+    p.add_argument("-c", "--category", type=_number(int, 1), default=10, help="age bins minus 2 (10 -> 12 bins, 10 years apart)")
     p.add_argument("-gpu", action="store_true", help="use the GPU(s) if visible (otherwise the CPU)")
     p.add_argument("-se", action="store_true", help="squeeze-and-excitation blocks")
     p.add_argument("-white", action="store_true", help="white norm: (x - 127.5) / 128 inside the model")
     p.add_argument("--width", type=int, default=TRUNK_WIDTH,
                    help="channels of the trunk's convolutions; wider than the paper's 32 is not compact "
                         "(parameters and time grow about as its square): for teachers and ablations")
-    p.add_argument("-d", "--dropout", "--erase", dest="erase", type=float, default=0.2,
+    p.add_argument("-d", "--dropout", "--erase", dest="erase", type=_number(float, 0.0, 1.0), default=0.2,
                    help="random erasing, not dropout: the probability of erasing a random rectangle "
                         "in each training crop (-d and --dropout are the original code's names)")
-    p.add_argument("-lr", "--learning-rate", dest="lr", type=float, default=0.002, help="Adam learning rate")
+    p.add_argument("-lr", "--learning-rate", dest="lr", type=_number(float, 0.0, low_open=True), default=0.002, help="Adam learning rate")
     p.add_argument("--source", default="utk", help="feather source name or regex, e.g. 'utk|afad'")
     p.add_argument("--dataset", default="dataset/data", help="folder of the feather files (searched recursively)")
     p.add_argument("--epochs", type=int, default=250,
@@ -72,7 +84,7 @@ def build_parser(description: str, gender: bool) -> argparse.ArgumentParser:
                         "compute); with -test on a model without it: evaluate that form, NAME.mirror.eval.json")
     p.add_argument("--strategy", choices=("default", "mirrored"), default="default",
                    help="mirrored: tf.distribute.MirroredStrategy over the visible devices")
-    p.add_argument("--cpu-devices", type=int, default=1,
+    p.add_argument("--cpu-devices", type=_number(int, 1), default=1,
                    help="split the CPU into N logical devices (to use --strategy mirrored without GPUs)")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument("--robust", action="store_true",
@@ -84,7 +96,7 @@ def build_parser(description: str, gender: bool) -> argparse.ArgumentParser:
     p.add_argument("--cosine-lr", action="store_true", help="cosine learning-rate decay from lr to lr/100")
     p.add_argument("--ema", action="store_true",
                    help="keep a moving average of the weights (momentum 0.99); validation and the best model use it")
-    p.add_argument("--steps-per-epoch", type=int, default=None,
+    p.add_argument("--steps-per-epoch", type=_number(int, 1), default=None,
                    help="fixed steps per epoch, for quick runs (default: none, every training face once per epoch)")
     p.add_argument("--teacher", default=None,
                    help="a trained C3AE model (e.g. a wider --width one) whose answers on the same augmented "
@@ -151,11 +163,18 @@ def run_evaluation(model_path, cfg, log, mirror: bool = False) -> dict:
     if len(split.val) == 0:
         raise ValueError(f"none of the validation faces of {split_path} are in {cfg.dataset} ({cfg.source})")
     partial = split.val_missing > 0  # some data is missing: never in place of the whole record
-    prefix = artifact(model_path, (".mirror" if mirror else "") + (".partial" if partial else ""))
+    detector = split.val["detector"].mode()[0]  # the detector that prepared these faces
+    trained_on = trained_detectors(model_path)
+    other_detector = trained_on is not None and detector not in trained_on
+    prefix = artifact(model_path, (".mirror" if mirror else "") + (".partial" if partial else "")
+                      + (f".{detector}-data" if other_detector else ""))
     if partial:
         log(f"note: {len(split.val)} of the {len(split.val) + split.val_missing} validation faces are here, so "
             f"this evaluation is written as {prefix.name}.eval.json, not in place of the model's own record")
-    detector = split.val["detector"].mode()[0]  # the detector that prepared these faces
+    if other_detector:
+        log(f"note: these faces were prepared with {detector}, the model's training faces with "
+            f"{', '.join(sorted(trained_on))}; this evaluation is written as {prefix.name}.eval.json, not in place "
+            "of the model's own record")
     steadiness = {
         "detector": detector,
         "grid": grid_steadiness(AgeEstimator(KerasRunner(model), detector=detector)),
@@ -166,6 +185,17 @@ def run_evaluation(model_path, cfg, log, mirror: bool = False) -> dict:
     describe_metrics(metrics, log, "validation" + (" (mirror-averaged)" if mirror else ""))
     log(f"-> {prefix}.eval.json, {prefix}.eval.png")
     return metrics
+
+
+def trained_detectors(model_path) -> set | None:
+    """The detectors that prepared a model's training faces, from its state file (None if unknown)."""
+    from nets.train import artifact
+
+    try:
+        detectors = json.loads(artifact(model_path, ".state.json").read_text())["data"]["detectors"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return set(detectors) or None
 
 
 def validation_rows(model_path, cfg, log, count: int = 500):
@@ -230,6 +260,10 @@ def main(argv, description: str, gender: bool) -> int:
         model_path = args.pretrain_path or args.save_path
         if args.test or args.freeze:
             configure_devices(args.gpu)
+            if args.freeze and args.mirror:
+                raise ValueError("-fz exports the model as it is, --mirror does not change it; for a mirror form "
+                                 f"write a mirror model first (--epochs 0 --mirror -p {model_path} -s NEW.keras) "
+                                 "and export that")
             if args.test:
                 print(json.dumps(run_evaluation(model_path, cfg, log, args.mirror), indent=2))
             if args.freeze:

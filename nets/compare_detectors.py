@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -27,13 +28,30 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+def replaceable_records(path) -> bool:
+    """--save may write over nothing, or over the records of an earlier comparison (per detector, a
+    list of per-photo records), never over a split file, a model or anything else."""
+    try:
+        with open(path, "rb") as handle:
+            records = json.loads(handle.read())
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError):  # a folder, a binary file, not JSON
+        return False
+    return isinstance(records, dict) and all(
+        isinstance(per_photo, list) and all(isinstance(r, dict) and "found" in r for r in per_photo)
+        for per_photo in records.values())
+
+
 def select_items(source: str, input_path, split_path=None, every: int = 1, limit: int | None = None):
     """The labelled photos of a source; with a split, only its validation faces of that source."""
     from preprocessing.sources import read_source
 
     items, _ = read_source(source, input_path)
     if split_path:
-        keys = set(json.loads(Path(split_path).read_text())["val"])
+        from nets.data import read_split
+
+        keys = set(read_split(split_path, "give a NAME.split.json")["val"])
         items = [item for item in items if f"{source}:{item.name}" in keys]
     items = items[::every]
     return items[:limit] if limit else items
@@ -175,14 +193,25 @@ def main(argv=None) -> int:
     def log(message):
         print(message, file=sys.stderr, flush=True)
 
-    items = select_items(args.source, args.input, args.split, args.every, args.limit)
+    if args.save and not replaceable_records(args.save):
+        log(f"error: --save {args.save} exists and is not an earlier comparison's records; give a new file name")
+        return 2
+    from nets.data import DataError
+
+    try:
+        items = select_items(args.source, args.input, args.split, args.every, args.limit)
+    except DataError as exc:
+        log(f"error: {exc}")
+        return 2
     if not items:
         log("error: no labelled photos selected")
         return 2
     records = run_detectors(items, args.models, args.detectors, args.degraded, log)
     if args.save:
-        Path(args.save).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.save).write_text(json.dumps(records))
+        save = Path(args.save)
+        save.parent.mkdir(parents=True, exist_ok=True)
+        save.with_name(save.name + ".tmp").write_text(json.dumps(records))
+        os.replace(save.with_name(save.name + ".tmp"), save)
     what = f"validation faces of {Path(args.split).name}" if args.split else "photos"
     print(summary_table(records, [model_name(m, args.models) for m in args.models],
                         f"{args.source}: {len(items)} {what} from {args.input}, every {args.every}"))

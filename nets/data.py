@@ -203,6 +203,18 @@ def grouped_split(rows: pd.DataFrame, val_split: float, seed: int, keep: dict | 
     return np.sort(train_idx), np.sort(val_idx), report
 
 
+def read_split(path, advice: str) -> dict:
+    """A split file ({"train": keys, "val": keys, ...}), or DataError naming the file and what to do."""
+    try:
+        saved = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not (isinstance(saved, dict) and isinstance(saved.get("train"), list) and isinstance(saved.get("val"), list)):
+            raise ValueError("no lists of training and validation faces")
+    except (OSError, ValueError) as exc:  # missing, a folder, not UTF-8, not JSON, another JSON file
+        reason = exc.strerror.lower() if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        raise DataError(f"{path} is not a readable split file ({reason}); {advice}") from exc
+    return saved
+
+
 def make_or_load_split(rows: pd.DataFrame, split_path, val_split: float = 0.2, seed: int = 2019,
                        log=print, keep_path=None) -> Split:
     """A split by photo, saved as JSON (the keys of each side) and reused after.
@@ -214,12 +226,8 @@ def make_or_load_split(rows: pd.DataFrame, split_path, val_split: float = 0.2, s
     """
     split_path = Path(split_path)
     if split_path.exists():
-        try:
-            saved = json.loads(split_path.read_text())
-            train_keys, val_keys = set(saved["train"]), set(saved["val"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DataError(f"{split_path} is not a readable split file ({type(exc).__name__}: {exc}); it says "
-                            "which faces the model was trained on: restore it, or give another -s") from exc
+        saved = read_split(split_path, "it says which faces the model was trained on: restore it, or give another -s")
+        train_keys, val_keys = set(saved["train"]), set(saved["val"])
         unknown = (~rows["key"].isin(train_keys | val_keys)).sum()
         if unknown:
             log(f"note: {unknown} faces are not in the saved split {split_path} and are not used")
@@ -237,7 +245,7 @@ def make_or_load_split(rows: pd.DataFrame, split_path, val_split: float = 0.2, s
         raise ValueError("--val-split must be between 0 and 1")
     if len(rows) < 2:
         raise ValueError(f"{len(rows)} face(s) cannot be split into training and validation")
-    keep = json.loads(Path(keep_path).read_text()) if keep_path else None
+    keep = read_split(keep_path, "give a NAME.split.json") if keep_path else None
     train_idx, val_idx, report = grouped_split(rows, val_split, seed, keep)
     split = Split(rows.iloc[train_idx].reset_index(drop=True), rows.iloc[val_idx].reset_index(drop=True))
     split_path.parent.mkdir(parents=True, exist_ok=True)

@@ -42,15 +42,27 @@ def card_stages(state: dict) -> list:
             for stage in training_stages(state)]
 
 
-def write_card(model_path, dataset: str, source: str) -> dict:
+def read_record(path: Path, made_by: str) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no {path} ({made_by} writes it)") from None
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path} cannot be read ({exc})") from exc
+
+
+def write_card(model_path, dataset: str | None = None, source: str | None = None) -> dict:
+    """The card of a model; dataset and source default to those it was trained on (its state file)."""
     from nets.data import load_rows
     from nets.evaluate import evaluate_model
     from nets.model import as_float32, load_c3ae
     from nets.train import all_epochs, artifact
 
     model_path = Path(model_path)
-    state = json.loads(artifact(model_path, ".state.json").read_text())
-    evaluation = json.loads(artifact(model_path, ".eval.json").read_text())
+    state = read_record(artifact(model_path, ".state.json"), "training")
+    evaluation = read_record(artifact(model_path, ".eval.json"), "-test on the whole validation split")
+    dataset = dataset or state["config"]["dataset"]
+    source = source or state["config"]["source"]
     split_path = artifact(model_path, ".split.json")
     keys = check_keys(split_path)
     rows = load_rows(dataset, source)
@@ -91,10 +103,16 @@ if __name__ == "__main__":
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model")
-    p.add_argument("--dataset", default="dataset/data")
-    p.add_argument("--source", default="utk")
+    p.add_argument("--dataset", default=None, help="folder of the feather files (default: the model's training data)")
+    p.add_argument("--source", default=None, help="feather source name or regex (default: the model's)")
     a = p.parse_args()
     from detect.quiet import start_tensorflow
 
     start_tensorflow()  # its start-up notices are not this tool's output
-    print(json.dumps(write_card(a.model, a.dataset, a.source), indent=2))
+    from nets.data import DataError
+    from nets.model import ModelFileError
+
+    try:
+        print(json.dumps(write_card(a.model, a.dataset, a.source), indent=2))
+    except (DataError, ModelFileError, ValueError, FileNotFoundError) as exc:
+        sys.exit(f"error: {exc}")

@@ -324,16 +324,66 @@ def _write_untrained(model, cfg: TrainConfig, state: dict, val_ds, log) -> dict:
     return state
 
 
-def _resumable_state(cfg: TrainConfig, state_path: Path, last_path: Path) -> dict:
-    """The state of the run --resume continues; refused if its files are missing or its teacher differs."""
+# What --resume takes from the run it continues, whatever the command line says: the saved optimizer
+# holds the learning rate and its schedule, and the rest decide what the remaining epochs learn.
+RESUMED_SETTINGS = {"batch_size": "-b", "lr": "-lr", "cosine_lr": "--cosine-lr", "ema": "--ema",
+                    "augment": "augmentation", "robust": "--robust", "erase": "-d", "seed": "--seed",
+                    "steps_per_epoch": "--steps-per-epoch", "smooth_gender": "gender label smoothing",
+                    "loss": "--loss", "weight_factor": "-w", "loss_weights": "--loss-weights"}
+
+
+def _resumable_state(cfg: TrainConfig, state_path: Path, last_path: Path, log=print) -> tuple[dict, TrainConfig]:
+    """The state of the run --resume continues and the settings it goes on with (RESUMED_SETTINGS
+    from that run); refused if its files are missing, it is of the other kind or its teacher differs."""
     if not last_path.exists() or not state_path.exists():
         raise TrainingError(f"--resume needs {last_path} and {state_path} from an earlier run")
     state = json.loads(state_path.read_text())
-    then = (state["config"].get("teacher"), state["config"].get("teacher_weight", TrainConfig.teacher_weight))
-    if then != (cfg.teacher, cfg.teacher_weight):
-        raise TrainingError(f"the run being resumed was trained with --teacher {then[0]} --teacher-weight "
-                            f"{then[1]}; resume it with the same")
-    return state
+    then = state["config"]
+    if bool(then.get("gender")) != cfg.gender:
+        kind, script = ("an age + gender", "nets/C3AE_expand.py") if then.get("gender") else ("an age", "nets/C3AE.py")
+        raise TrainingError(f"{last_path} is {kind} run; resume it with {script}")
+    teacher = (then.get("teacher"), then.get("teacher_weight", TrainConfig.teacher_weight))
+    if teacher != (cfg.teacher, cfg.teacher_weight):
+        raise TrainingError(f"the run being resumed was trained with --teacher {teacher[0]} --teacher-weight "
+                            f"{teacher[1]}; resume it with the same")
+    saved = {key: tuple(then[key]) if isinstance(then[key], list) else then[key]
+             for key in RESUMED_SETTINGS if key in then}
+    differ = [f"{RESUMED_SETTINGS[key]} {value} (not {getattr(cfg, key)})"
+              for key, value in saved.items() if value != getattr(cfg, key)]
+    if differ:
+        log(f"note: --resume goes on as the run was started: {', '.join(differ)}; to train on with other "
+            f"settings, start a new run from it (-p {last_path} -s NEW.keras)")
+    if then.get("cosine_lr") and then.get("epochs") != cfg.epochs:
+        log(f"note: the learning rate follows the cosine schedule of the run's own --epochs {then.get('epochs')}")
+    return state, replace(cfg, **saved)
+
+
+def _refuse_to_replace(cfg: TrainConfig, save_path: Path, state_path: Path, last_path: Path) -> None:
+    """A new run never writes over a trained model: its best and last models and its history would be gone."""
+    if cfg.pretrain_path and Path(cfg.pretrain_path).resolve() == save_path.resolve():
+        raise TrainingError(f"-s {save_path} is the -p model; a new run would replace the model it starts from: "
+                            "give another -s")
+    held = [path.name for path in (save_path, last_path, state_path) if path.exists()]
+    if held:
+        try:
+            state = json.loads(state_path.read_text())
+            what = f" ({state['epochs_done']} epochs, best validation MAE {state['best_val_mae']:.3f})"
+        except (OSError, ValueError, KeyError, TypeError):
+            what = ""
+        raise TrainingError(f"-s {save_path}: {', '.join(held)} of a trained model{what} are already there; give "
+                            "another -s, add --resume to go on training it, or remove them yourself")
+
+
+def _note_stale_files(save_path: Path, since: float, log) -> None:
+    """Exports, evaluations and the card made from the model before this run no longer describe it."""
+    if not save_path.exists() or save_path.stat().st_mtime < since:
+        return  # the best model did not change
+    stale = sorted(path.name for pattern in (".*.tflite", ".eval.json", ".*.eval.json", ".card.json")
+                   for path in save_path.parent.glob(artifact(save_path, pattern).name)
+                   if path.stat().st_mtime < since)
+    if stale:
+        log(f"note: {', '.join(stale)} were made from the model before this run and do not describe it; "
+            "make them again (-fz, -test, nets/model_card.py)")
 
 
 def train(cfg: TrainConfig, log=print) -> dict:
@@ -341,7 +391,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     import keras
     import pandas as pd
 
-    from nets.data import SMOOTH_GENDER, load_rows, make_dataset, make_or_load_split, row_sources
+    from nets.data import SMOOTH_GENDER, load_rows, make_dataset, make_or_load_split, read_split, row_sources
     from nets.model import build_c3ae, describe, load_c3ae
     from nets.plots import plot_curves
 
@@ -361,11 +411,23 @@ def train(cfg: TrainConfig, log=print) -> dict:
         raise TrainingError(f"-s {save_path}: models are saved as .keras files; give a name that ends in .keras")
     state_path = artifact(save_path, ".state.json")
     last_path = artifact(save_path, ".last.keras")
-    # a run that cannot be resumed, a -p model that cannot be read and a teacher that cannot teach
-    # are refused before the data is read
-    state = _resumable_state(cfg, state_path, last_path) if cfg.resume else {}
+    # a trained model in the way, a run that cannot be resumed, a -p model that cannot be read, a split
+    # that cannot be kept and a teacher that cannot teach are refused before the data is read
+    state = {}
+    if cfg.resume:
+        state, cfg = _resumable_state(cfg, state_path, last_path, log)
+    else:
+        _refuse_to_replace(cfg, save_path, state_path, last_path)
     parent = load_c3ae(cfg.pretrain_path) if cfg.pretrain_path and not cfg.resume else None
+    if parent is not None and cfg.gender and describe(parent)["variant"] == "age":
+        if cfg.epochs == 0:
+            raise TrainingError(f"{cfg.pretrain_path} is an age model: its weights in an age + gender build would "
+                                "answer gender untrained; train it (--epochs N) or use nets/C3AE.py")
+        log(f"note: {cfg.pretrain_path} is an age model; the gender head starts untrained")
+    if cfg.split_from and not cfg.resume and not artifact(save_path, ".split.json").exists():
+        read_split(cfg.split_from, "give the NAME.split.json of the model whose sides are to be kept")
     teacher = load_teacher(cfg.teacher, cfg) if cfg.teacher and cfg.epochs > 0 else None
+    started = time.time()
 
     rows = load_rows(cfg.dataset, cfg.source, log=log)
     save_path.parent.mkdir(parents=True, exist_ok=True)
@@ -443,8 +505,6 @@ def train(cfg: TrainConfig, log=print) -> dict:
         train_ds = train_ds.repeat()
     checkpoint = _checkpoint_callback(cfg, state)
     ema = ema_optimizer(model) is not None  # on resume: as the run being resumed was compiled
-    if cfg.resume and cfg.ema != ema:
-        log(f"note: --ema is {'on' if ema else 'off'} as in the run being resumed")
     callbacks = [keras.callbacks.SwapEMAWeights()] if ema else []  # validate the averages
     callbacks += [checkpoint, keras.callbacks.CSVLogger(str(artifact(save_path, ".log.csv")),
                                                        append=cfg.resume)]
@@ -457,4 +517,5 @@ def train(cfg: TrainConfig, log=print) -> dict:
     checkpoint.count_time()
     _write_json(state_path, state)
     plot_curves(*all_epochs(state), artifact(save_path, ".curves.png"), gender=cfg.gender)
+    _note_stale_files(save_path, started, log)
     return state

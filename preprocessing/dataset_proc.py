@@ -44,7 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv=None):
-    return build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        parser.error(f"argument --workers: must be 1 or more, not {args.workers}")
+    return args
 
 
 def main(argv=None) -> int:

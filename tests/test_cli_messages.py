@@ -228,3 +228,23 @@ def test_a_ctrl_c_that_comes_out_wrapped_still_ends_training_as_an_interruption(
     assert main(["--dataset", str(tmp_path), "-s", str(tmp_path / "m.keras")], "test", gender=False) == 130
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("interrupted: ")
     assert not caused_by_ctrl_c(SystemError("a real one")) and not caused_by_ctrl_c(None)
+
+
+def test_detector_comparison_never_saves_over_a_split_or_a_model(utk_sample, repo_root, tmp_path, capsys):
+    from nets.compare_detectors import main
+
+    split = tmp_path / "m.split.json"
+    split.write_bytes((repo_root / "model" / "c3ae_utk_asia_age_gender.split.json").read_bytes())
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"PK a model")
+    for precious in (split, model):
+        before = precious.read_bytes()
+        code = main(["--source", "utk", "-i", str(utk_sample), "--split", str(split), "--detectors", "yunet",
+                     "--save", str(precious)])
+        said = capsys.readouterr().err.splitlines()
+        assert code == 2 and said == [f"error: --save {precious} exists and is not an earlier comparison's records; "
+                                      "give a new file name"], said
+        assert precious.read_bytes() == before
+    code = main(["--source", "utk", "-i", str(utk_sample), "--split", str(model), "--detectors", "yunet"])
+    said = capsys.readouterr().err.splitlines()
+    assert code == 2 and len(said) == 1 and said[0].startswith(f"error: {model} is not a readable split file"), said

@@ -547,3 +547,12 @@ def test_a_run_that_writes_no_face_is_an_error_that_says_why(tmp_path, run_cli):
         f"error: no face was written (1 no face found, 1 empty file (0 bytes); each image is listed in "
         f"{tmp_path / 'out' / 'utk_skipped.csv'})")
     assert json.loads(result.stdout)["faces_written"] == 0  # the summary is still written, and kept
+
+
+@pytest.mark.parametrize("workers", ["0", "-2"])
+def test_no_workers_is_refused_not_replaced_by_a_default(workers, capsys):
+    from preprocessing.dataset_proc import parse_args
+
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["--source", "utk", "--workers", workers])
+    assert stop.value.code == 2 and f"--workers: must be 1 or more, not {workers}" in capsys.readouterr().err

@@ -227,6 +227,26 @@ def test_evaluation_on_part_of_the_validation_faces_keeps_the_full_record(traine
 
 
 @pytest.mark.slow
+def test_evaluation_on_faces_of_another_detector_keeps_the_models_own_record(trained_age_model, prepared_utk,
+                                                                           capsys, tmp_path):
+    """-test on data prepared with another detector than the model's training data used to be
+    written as the model's own record."""
+    model = tmp_path / "m.keras"
+    for suffix in (".keras", ".split.json", ".state.json"):
+        shutil.copy(artifact(trained_age_model, suffix), artifact(model, suffix))
+    state = read_json(artifact(model, ".state.json"))
+    here = load_rows(prepared_utk, "utk")["detector"].mode()[0]
+    other = "mtcnn" if here == "yunet" else "yunet"
+    state["data"]["detectors"] = {other: state["train_faces"] + state["val_faces"]}  # as if trained on the other's faces
+    artifact(model, ".state.json").write_text(json.dumps(state))
+    code, stdout, said = run_trainer(["-test", "-p", model, "--dataset", prepared_utk], False, capsys)
+    assert code == 0, said
+    assert json.loads(stdout) == read_json(artifact(model, f".{here}-data.eval.json"))
+    assert any(f"prepared with {here}, the model's training faces with {other}" in line for line in said), said
+    assert not artifact(model, ".eval.json").exists()
+
+
+@pytest.mark.slow
 def test_evaluation_beside_a_model_in_a_read_only_folder_is_one_sentence(trained_age_model, prepared_utk, tmp_path,
                                                                           as_a_user, repo_root, messages):
     import subprocess
@@ -346,8 +366,9 @@ def test_model_card_hashes_the_files_and_reproduces_the_evaluation(frozen_gender
 
     model_path, _ = frozen_gender_model
     ok(run_python("nets/C3AE_expand.py", "-test", "-p", model_path, "--dataset", prepared_utk), "-test")
-    card = write_card(model_path, str(prepared_utk), "utk")
+    card = write_card(model_path)  # the data and source it was trained on, from its state file
     assert card == read_json(artifact(model_path, ".card.json"))
+    assert card["data"]["source"] == read_json(artifact(model_path, ".state.json"))["config"]["source"]
     assert set(card["files"]) == {model_path.name, artifact(model_path, ".split.json").name,
                                   artifact(model_path, ".float32.tflite").name,
                                   artifact(model_path, ".dynamic.tflite").name}
@@ -454,6 +475,123 @@ def test_a_model_to_start_from_that_cannot_be_read_is_refused_before_a_split_is_
         code, _, said = run_trainer(["--dataset", tiny_utk, *QUICK, "-p", wrong, "-s", out], False, capsys)
         assert code == 2 and len(said) == 1 and str(wrong) in said[0], said
         assert not (tmp_path / "out").exists()  # no split saved, which a corrected run would have reused
+
+
+def test_a_new_run_never_replaces_a_trained_model(tiny_utk, capsys, tmp_path):
+    """A second run into the same -s used to replace the best and last models and the history
+    without a word, so that not even --resume could bring them back."""
+    from nets.model import build_c3ae
+
+    model = tmp_path / "m.keras"
+    build_c3ae(se=True, white=True).save(model)
+    artifact(model, ".state.json").write_text(json.dumps({"epochs_done": 6, "best_val_mae": 4.0142}))
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    code, _, said = run_trainer(["--dataset", tiny_utk, *QUICK, "-s", model], False, capsys)
+    assert code == 2 and len(said) == 1, said
+    assert "m.keras, m.state.json of a trained model (6 epochs, best validation MAE 4.014)" in said[0], said
+    assert "add --resume" in said[0]
+    # started from itself: the model it starts from would be replaced
+    code, _, said = run_trainer(["--dataset", tiny_utk, *QUICK, "-p", model, "-s", model], False, capsys)
+    assert code == 2 and said == [f"error: -s {model} is the -p model; a new run would replace the model it "
+                                  "starts from: give another -s"], said
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before  # nothing written, not even a split
+
+
+def test_resume_goes_on_with_the_settings_of_the_run_it_continues(tmp_path):
+    """--resume with another -b used to skip epochs (the optimizer's step count divided by the new
+    batch's steps) and -lr or --cosine-lr were ignored without a note."""
+    from nets.train import TrainConfig, TrainingError, _resumable_state
+
+    model = tmp_path / "m.keras"
+    started = TrainConfig(save_path=str(model), batch_size=50, lr=0.002, cosine_lr=True, robust=True, epochs=6)
+    state = {"config": json.loads(json.dumps(started.__dict__)), "epochs_done": 2}
+    state_path, last_path = artifact(model, ".state.json"), artifact(model, ".last.keras")
+    state_path.write_text(json.dumps(state))
+    last_path.write_bytes(b"the last model")
+    said = []
+    resumed, cfg = _resumable_state(TrainConfig(save_path=str(model), batch_size=120, lr=1e-5, epochs=8,
+                                                resume=True), state_path, last_path, said.append)
+    assert resumed["epochs_done"] == 2
+    assert (cfg.batch_size, cfg.lr, cfg.cosine_lr, cfg.robust, cfg.epochs) == (50, 0.002, True, True, 8)
+    assert "-b 50 (not 120), -lr 0.002 (not 1e-05), --cosine-lr True (not False), --robust True (not False)" in said[0]
+    assert "cosine schedule of the run's own --epochs 6" in said[1]
+    said.clear()  # the same settings: nothing to say
+    _resumable_state(replace_config(started, resume=True), state_path, last_path, said.append)
+    assert said == []
+    with pytest.raises(TrainingError, match="is an age run; resume it with nets/C3AE.py"):
+        _resumable_state(replace_config(started, gender=True, resume=True), state_path, last_path, said.append)
+
+
+def replace_config(cfg, **changes):
+    from dataclasses import replace
+
+    return replace(cfg, **changes)
+
+
+def test_an_age_model_is_not_written_as_an_age_and_gender_model_untrained(tiny_utk, capsys, tmp_path):
+    """--epochs 0 -p AGE_MODEL in nets/C3AE_expand.py used to write a model whose gender answers
+    were those of a fresh head (0.51 on validation), with no word about it."""
+    from nets.model import build_c3ae
+
+    age_model = tmp_path / "age.keras"
+    build_c3ae(se=True, white=True).save(age_model)
+    out = tmp_path / "out" / "g.keras"
+    code, _, said = run_trainer(["--dataset", tiny_utk, "--source", "utk", "--epochs", "0", "-se", "-white",
+                                 "--mirror", "-p", age_model, "-s", out], True, capsys)
+    assert code == 2 and len(said) == 1 and "is an age model" in said[0] and "--epochs N" in said[0], said
+    assert not out.parent.exists()
+
+
+def test_a_split_to_keep_that_is_not_a_split_is_refused_before_the_data_is_read(tiny_utk, capsys, tmp_path,
+                                                                              repo_root):
+    out = tmp_path / "out" / "m.keras"
+    card = repo_root / "model" / "c3ae_utk_asia_age.card.json"
+    for wrong, reason in ((card, "no lists of training and validation faces"), (repo_root / "model" /
+                          "c3ae_utk_asia_age.keras", "codec can't decode"), (tmp_path / "typo.json", "no such file")):
+        code, _, said = run_trainer(["--dataset", tiny_utk, *QUICK, "--split-from", wrong, "-s", out], False, capsys)
+        assert code == 2 and len(said) == 1 and said[0].startswith(f"error: {wrong} is not a readable split file"), said
+        assert reason in said[0], said
+        assert not out.parent.exists()
+
+
+@pytest.mark.parametrize("flag,value,words", [("-b", "0", "must be 1 or more, not 0"),
+                                              ("-b", "-5", "must be 1 or more, not -5"),
+                                              ("-c", "-3", "must be 1 or more, not -3"),
+                                              ("-d", "1.5", "must be between 0.0 and 1.0, not 1.5"),
+                                              ("-lr", "0", "must be more than 0.0, not 0"),
+                                              ("--steps-per-epoch", "0", "must be 1 or more, not 0")])
+def test_numbers_that_cannot_train_are_refused_with_the_flags(flag, value, words, capsys):
+    from nets.cli import build_parser
+
+    with pytest.raises(SystemExit) as stop:
+        build_parser("C3AE", gender=True).parse_args([flag, value])
+    assert stop.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_freeze_with_mirror_is_refused_rather_than_ignored(capsys, repo_root):
+    model = repo_root / "model" / "c3ae_utk_asia_age.keras"
+    code, stdout, said = run_trainer(["-fz", "--mirror", "-p", model], False, capsys)
+    assert code == 2 and stdout == "" and len(said) == 1 and "--mirror does not change it" in said[0], said
+
+
+def test_files_made_from_the_model_before_a_run_are_named(tmp_path):
+    import os
+    import time
+
+    from nets.train import _note_stale_files
+
+    model = tmp_path / "m.keras"
+    old = [artifact(model, suffix) for suffix in (".float32.tflite", ".eval.json", ".mirror.eval.json", ".card.json")]
+    for path in [model, *old, artifact(model, ".split.json")]:
+        path.write_text("x")
+        os.utime(path, (time.time() - 100, time.time() - 100))
+    said = []
+    _note_stale_files(model, time.time() - 50, said.append)
+    assert said == []  # the best model did not change in this run
+    model.write_text("a better model")
+    _note_stale_files(model, time.time() - 50, said.append)
+    assert len(said) == 1 and said[0].startswith(
+        "note: m.card.json, m.eval.json, m.float32.tflite, m.mirror.eval.json were made from the model before"), said
 
 
 @pytest.mark.slow
@@ -625,6 +763,18 @@ def test_photo_benchmark_of_one_detector_times_only_its_path(run_python):
     assert sorted(rows) == ["1920x1080, YuNet + c3ae_utk_asia_age_gender.float32.tflite (default)",
                             "512x512, YuNet + c3ae_utk_asia_age_gender.float32.tflite (default)"], result.stdout
     assert all(cells[0] == "1" and cells[-1] == "-" for cells in rows.values()), result.stdout  # no path before to compare
+
+
+def test_cli_benchmark_runs_the_model_it_is_given(run_python, repo_root, tmp_path):
+    other = tmp_path / "other.tflite"  # the age model's export: it answers no gender
+    shutil.copy(repo_root / "model" / "c3ae_utk_asia_age.float32.tflite", other)
+    result = ok(run_python("nets/benchmark.py", "cli", "--model", other, "--detector", "yunet", "--repeats", "4"),
+                "benchmark.py cli --model")
+    assert "nets/test.py -i PHOTO --json --no-show (YuNet + other.tflite)" in table_rows(result.stdout), result.stdout
+    nothing = tmp_path / "not-a-model.tflite"
+    nothing.write_bytes(b"not a model")
+    result = run_python("nets/benchmark.py", "cli", "--model", nothing, "--detector", "yunet", "--repeats", "4")
+    assert result.returncode != 0  # nets/test.py was run with it, and refused it
 
 
 @pytest.mark.parametrize("what, flag", [("train", "--dataset"), ("preprocess", "--input")])
