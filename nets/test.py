@@ -366,6 +366,8 @@ def run_folder(estimator, args) -> int:
                     target = out_dir / path.relative_to(root)  # same name and format, so a.png and a.jpg stay apart
                     if not can_write_image(target):
                         target = target.with_name(target.name + ".jpg")
+                        if (path.parent / target.name).exists():  # "photo" beside "photo.jpg": both kept
+                            target = target.with_name(path.name + ".annotated.jpg")
                     try:
                         target.parent.mkdir(parents=True, exist_ok=True)
                         written = write_image(target, draw_predictions(image, predictions), replace=False)

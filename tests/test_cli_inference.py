@@ -267,6 +267,18 @@ def test_folder_output_that_holds_the_input_or_existing_files_replaces_nothing(t
     assert "1 not written because a file of that name exists" in result.stderr and result.returncode == 0
 
 
+def test_folder_output_keeps_a_photo_without_extension_apart_from_its_namesake(tmp_path, astronaut_path):
+    """An image named "photo" gets ".jpg" added in the output folder; with "photo.jpg" beside it,
+    one of the two annotated copies used to be dropped as "a file of that name exists"."""
+    photos, out = tmp_path / "p", tmp_path / "out"
+    photos.mkdir()
+    shutil.copy(astronaut_path, photos / "photo")
+    shutil.copy(astronaut_path, photos / "photo.jpg")
+    result = run_test_py("--dir", photos, "-o", out, "--no-show")
+    assert result.returncode == 0 and "2 annotated copies" in result.stderr, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["photo.annotated.jpg", "photo.jpg"]
+
+
 
 def test_file_names_that_are_not_utf8_work_or_get_one_sentence(tmp_path, astronaut_path):
     """OpenCV's Python bindings end the process (a segmentation fault) on such names; images are
