@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 CHECK_FACES = 500
@@ -51,10 +53,27 @@ def read_record(path: Path, made_by: str) -> dict:
         raise ValueError(f"{path} cannot be read ({exc})") from exc
 
 
+def check_exports(model, exports, crops) -> None:
+    """The card names only exports of this model: each must answer the check faces as it does."""
+    from nets.data import as_inputs
+    from nets.export import agreement
+    from nets.tflite import TFLiteModel
+
+    expected = {k: np.asarray(v) for k, v in model.predict(as_inputs(crops), verbose=0, batch_size=256).items()}
+    for path in exports:
+        kind = path.name.split(".")[-2]
+        found = agreement(TFLiteModel(path).predict_crops(crops), expected, kind)
+        if not found["parity_ok"]:
+            raise ValueError(f"{path} does not answer as the model does (ages up to {found['max_age_difference']:.2f} "
+                             "years apart on the check faces): an export of an earlier model? export again (-fz) "
+                             "or remove it")
+
+
 def write_card(model_path, dataset: str | None = None, source: str | None = None) -> dict:
     """The card of a model; dataset and source default to those it was trained on (its state file)."""
-    from nets.data import load_rows
+    from nets.data import face_crops, load_rows
     from nets.evaluate import evaluate_model
+    from nets.export import other_exports
     from nets.model import as_float32, load_c3ae
     from nets.train import all_epochs, artifact
 
@@ -67,8 +86,11 @@ def write_card(model_path, dataset: str | None = None, source: str | None = None
     keys = check_keys(split_path)
     rows = load_rows(dataset, source)
     rows = rows[rows["key"].isin(set(keys))].reset_index(drop=True)
-    check = evaluate_model(as_float32(load_c3ae(model_path)), rows)
-    files = [model_path, split_path] + sorted(model_path.parent.glob(artifact(model_path, ".*.tflite").name))
+    model = as_float32(load_c3ae(model_path))
+    check = evaluate_model(model, rows)
+    exports = other_exports(model_path, [])
+    check_exports(model, exports, face_crops(rows))
+    files = [model_path, split_path] + exports
     split = json.loads(split_path.read_text())
     method = split.get("method", "random by face")
     card = {

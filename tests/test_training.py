@@ -344,6 +344,28 @@ def test_an_export_that_fails_parity_is_not_written_and_an_earlier_one_is_set_as
     assert "earlier_file_set_aside" not in report["float32"]
 
 
+@pytest.mark.slow
+def test_an_export_of_a_kind_not_made_again_is_kept_only_if_it_is_of_this_model(trained_gender_model, repo_root,
+                                                                               tmp_path):
+    """-fz without --float16-export used to leave an earlier model's NAME.float16.tflite beside the
+    new one (52.7 years where the model said 14.2), and the model card hashed it as this model's."""
+    import nets.export
+
+    model_path = tmp_path / "m.keras"
+    shutil.copy(trained_gender_model, model_path)
+    float16 = artifact(model_path, ".float16.tflite")
+    said = []
+    assert nets.export.export_tflite(model_path, float16=True, log=said.append)["parity_ok"]
+    made = float16.read_bytes()
+    report = nets.export.export_tflite(model_path, log=said.append)  # the same model: its float16 export stays
+    assert float16.read_bytes() == made and "earlier_exports_set_aside" not in report
+    shutil.copy(repo_root / "model" / "c3ae_utk_asia_age_gender.float32.tflite", float16)  # another model's
+    said.clear()
+    report = nets.export.export_tflite(model_path, log=said.append)
+    assert not float16.exists() and report["earlier_exports_set_aside"] == [f"{float16}.stale"]
+    assert said[-1] == (f"{float16} does not answer as this model does (an export of an earlier model?); "
+                        f"it is now {float16}.stale")
+
 
 @pytest.mark.slow
 def test_an_export_onto_a_folder_of_its_name_leaves_no_half_done_file(trained_age_model, tmp_path):
@@ -359,7 +381,8 @@ def test_an_export_onto_a_folder_of_its_name_leaves_no_half_done_file(trained_ag
 # --- model card -----------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_model_card_hashes_the_files_and_reproduces_the_evaluation(frozen_gender_model, run_python, prepared_utk):
+def test_model_card_hashes_the_files_and_reproduces_the_evaluation(frozen_gender_model, run_python, prepared_utk,
+                                                                   repo_root):
     import hashlib
 
     from nets.model_card import write_card
@@ -380,6 +403,18 @@ def test_model_card_hashes_the_files_and_reproduces_the_evaluation(frozen_gender
     assert card["check_faces"]["faces"] == evaluation["faces"]
     assert card["check_faces"]["mae"] == pytest.approx(evaluation["mae"], abs=1e-3)
     assert [s["epochs"] for s in card["stages"]] == [2] and len(card["curves"]) == 2
+    # an export of another model beside it is not taken into its card
+    stale = artifact(model_path, ".float16.tflite")  # the fixture's folder is shared: removed in any case
+    try:
+        shutil.copy(artifact(model_path, ".float32.tflite"), stale)  # an export of this model: fine
+        assert stale.name in write_card(model_path)["files"]
+        shutil.copy(repo_root / "model" / "c3ae_utk_asia_age_gender.float32.tflite", stale)
+        card_before = artifact(model_path, ".card.json").read_bytes()
+        with pytest.raises(ValueError, match="float16.tflite does not answer as the model does"):
+            write_card(model_path)
+        assert artifact(model_path, ".card.json").read_bytes() == card_before
+    finally:
+        stale.unlink(missing_ok=True)
 
 
 # --- --resume --------------------------------------------------------------------------------------
