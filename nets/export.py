@@ -69,13 +69,12 @@ def agreement(got: dict, expected: dict, kind: str) -> dict:
     return entry
 
 
-def other_exports(model_path, kinds) -> list:
-    """The NAME.KIND.tflite files beside a model other than those of `kinds`."""
+def exports_beside(model_path) -> dict:
+    """The NAME.KIND.tflite files beside a model: {KIND: path}, in order of name."""
     from nets.train import artifact
 
     pattern = artifact(model_path, ".*.tflite").name
-    return [path for path in sorted(Path(model_path).parent.glob(pattern))
-            if path.name not in {artifact(model_path, f".{kind}.tflite").name for kind in kinds}]
+    return {path.name.split(".")[-2]: path for path in sorted(Path(model_path).parent.glob(pattern))}
 
 
 def export_tflite(model_path, float16: bool = False, log=print, rows=None) -> dict:
@@ -124,9 +123,10 @@ def export_tflite(model_path, float16: bool = False, log=print, rows=None) -> di
             + (f"; the earlier file of that name is now {entry['earlier_file_set_aside']}"
                if "earlier_file_set_aside" in entry else ""))
     report["parity_ok"] = all(report[kind]["parity_ok"] for kind in report if isinstance(report[kind], dict))
-    for path in other_exports(model_path, [kind for kind in report if isinstance(report[kind], dict)]):
+    for kind, path in exports_beside(model_path).items():
+        if kind in report:
+            continue  # made (or refused) just now
         # an export of a kind not made this time (e.g. float16 without --float16-export) may be of an earlier model
-        kind = path.name.split(".")[-2]
         try:
             ok = agreement(TFLiteModel(path).predict_crops(crops), expected, kind)["parity_ok"]
         except ModelFileError:

@@ -53,15 +53,14 @@ def read_record(path: Path, made_by: str) -> dict:
         raise ValueError(f"{path} cannot be read ({exc})") from exc
 
 
-def check_exports(model, exports, crops) -> None:
-    """The card names only exports of this model: each must answer the check faces as it does."""
+def check_exports(model, exports: dict, crops) -> None:
+    """The card names only exports of this model: each ({KIND: path}) must answer the check faces as it does."""
     from nets.data import as_inputs
     from nets.export import agreement
     from nets.tflite import TFLiteModel
 
     expected = {k: np.asarray(v) for k, v in model.predict(as_inputs(crops), verbose=0, batch_size=256).items()}
-    for path in exports:
-        kind = path.name.split(".")[-2]
+    for kind, path in exports.items():
         found = agreement(TFLiteModel(path).predict_crops(crops), expected, kind)
         if not found["parity_ok"]:
             raise ValueError(f"{path} does not answer as the model does (ages up to {found['max_age_difference']:.2f} "
@@ -73,7 +72,7 @@ def write_card(model_path, dataset: str | None = None, source: str | None = None
     """The card of a model; dataset and source default to those it was trained on (its state file)."""
     from nets.data import face_crops, load_rows
     from nets.evaluate import evaluate_model
-    from nets.export import other_exports
+    from nets.export import exports_beside
     from nets.model import as_float32, load_c3ae
     from nets.train import all_epochs, artifact
 
@@ -88,9 +87,9 @@ def write_card(model_path, dataset: str | None = None, source: str | None = None
     rows = rows[rows["key"].isin(set(keys))].reset_index(drop=True)
     model = as_float32(load_c3ae(model_path))
     check = evaluate_model(model, rows)
-    exports = other_exports(model_path, [])
+    exports = exports_beside(model_path)
     check_exports(model, exports, face_crops(rows))
-    files = [model_path, split_path] + exports
+    files = [model_path, split_path] + list(exports.values())
     split = json.loads(split_path.read_text())
     method = split.get("method", "random by face")
     card = {

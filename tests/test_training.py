@@ -535,6 +535,8 @@ def test_a_new_run_never_replaces_a_trained_model(tiny_utk, capsys, tmp_path):
 def test_resume_goes_on_with_the_settings_of_the_run_it_continues(tmp_path):
     """--resume with another -b used to skip epochs (the optimizer's step count divided by the new
     batch's steps) and -lr or --cosine-lr were ignored without a note."""
+    from dataclasses import replace
+
     from nets.train import TrainConfig, TrainingError, _resumable_state
 
     model = tmp_path / "m.keras"
@@ -551,16 +553,10 @@ def test_resume_goes_on_with_the_settings_of_the_run_it_continues(tmp_path):
     assert "-b 50 (not 120), -lr 0.002 (not 1e-05), --cosine-lr True (not False), --robust True (not False)" in said[0]
     assert "cosine schedule of the run's own --epochs 6" in said[1]
     said.clear()  # the same settings: nothing to say
-    _resumable_state(replace_config(started, resume=True), state_path, last_path, said.append)
+    _resumable_state(replace(started, resume=True), state_path, last_path, said.append)
     assert said == []
     with pytest.raises(TrainingError, match="is an age run; resume it with nets/C3AE.py"):
-        _resumable_state(replace_config(started, gender=True, resume=True), state_path, last_path, said.append)
-
-
-def replace_config(cfg, **changes):
-    from dataclasses import replace
-
-    return replace(cfg, **changes)
+        _resumable_state(replace(started, gender=True, resume=True), state_path, last_path, said.append)
 
 
 def test_an_age_model_is_not_written_as_an_age_and_gender_model_untrained(tiny_utk, capsys, tmp_path):
