@@ -1,7 +1,7 @@
 """Face detection, alignment and the triple-box crops: the one preprocessing path of C3AE.
 
 Data preparation (`preprocessing/dataset_proc.py`), the training input pipeline and inference
-(`nets/predict.py`) all call the functions exported here, so a face is cut the same way
+(`nets/inference/predict.py`) all call the functions exported here, so a face is cut the same way
 everywhere.
 """
 from detect.align import CHIP_SIZE, EYE_MIDPOINT, align_face, transform_points, transform_box

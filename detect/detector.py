@@ -12,6 +12,7 @@ largest-first order.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,6 +134,9 @@ class FaceDetector:
         self.pad_retry = float(pad_retry)
         self.max_side = int(max_side)
         self.check_orientation = bool(check_orientation)
+        # one image at a time through the network: OpenCV's YuNet keeps the input size of the image
+        # it is given, and threads sharing it got each other's faces, OpenCV errors or a crash
+        self._lock = threading.Lock()
 
     def detect(self, image: np.ndarray, color: str = "bgr") -> list[Detection]:
         """Faces in an image given as BGR (OpenCV's order, the default) or RGB.
@@ -193,13 +197,14 @@ class MTCNNDetector(FaceDetector):
     def _run(self, bgr: np.ndarray, min_face: float) -> list[Detection]:
         if min(bgr.shape[:2]) < 12:
             return []
-        rows = self._mtcnn.detect_faces(
-            np.ascontiguousarray(bgr[:, :, ::-1], dtype=np.float32),
-            box_format="xyxy", output_type="numpy", fit_to_image=False,
-            # below 12 px the pyramid would enlarge the image (MTCNN's smallest window is 12 px)
-            min_face_size=max(12, int(round(min_face))), threshold_pnet=self.thresholds[0],
-            threshold_rnet=self.thresholds[1], threshold_onet=self.thresholds[2],
-        )
+        with self._lock:
+            rows = self._mtcnn.detect_faces(
+                np.ascontiguousarray(bgr[:, :, ::-1], dtype=np.float32),
+                box_format="xyxy", output_type="numpy", fit_to_image=False,
+                # below 12 px the pyramid would enlarge the image (MTCNN's smallest window is 12 px)
+                min_face_size=max(12, int(round(min_face))), threshold_pnet=self.thresholds[0],
+                threshold_rnet=self.thresholds[1], threshold_onet=self.thresholds[2],
+            )
         rows = np.asarray(rows, dtype=np.float32).reshape(-1, 16)
         # Row layout of mtcnn 1.x: image id, x1, y1, x2, y2, score, 5 landmark x, 5 landmark y.
         return [
@@ -244,8 +249,9 @@ class YuNetDetector(FaceDetector):
     def _run(self, bgr: np.ndarray, min_face: float) -> list[Detection]:
         if min(bgr.shape[:2]) < 10:
             return []
-        self._yunet.setInputSize((bgr.shape[1], bgr.shape[0]))
-        _, rows = self._yunet.detect(bgr)
+        with self._lock:
+            self._yunet.setInputSize((bgr.shape[1], bgr.shape[0]))
+            _, rows = self._yunet.detect(bgr)
         if rows is None:
             return []
         # Row layout: x, y, w, h, then (x, y) of right eye... as seen: image-left eye, image-right

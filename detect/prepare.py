@@ -18,10 +18,53 @@ from detect.pose import head_pose
 from detect.triple_box import crop_triple, triple_boxes
 
 JPEG_QUALITY = 95
+# The largest image read or analysed, in pixels: a 50 MP photo (8660x5773) takes about 450 MB end to
+# end, while a 30000x30000 PNG of 2.6 MB took 5.5 GB, and a 1.8 KB one that claims 60000x60000 crashed
+# the decoder. Files are checked from their header, before anything is decoded.
+MAX_PIXELS = 50_000_000
 
 
 class ImageReadError(ValueError):
-    """An input that is missing, empty or not a decodable image."""
+    """An input that is missing, empty, too large or not a decodable image. `reason` is what is wrong
+    without the file's name or numbers, for batch jobs that count their skips by reason."""
+
+    def __init__(self, path, reason: str, detail: str = ""):
+        self.path, self.reason = path, reason
+        super().__init__(f"{printable_name(path)}: {reason}{detail}")
+
+
+def megapixels(pixels: float) -> str:
+    return f"{pixels / 1e6:,.0f} MP" if pixels >= 1e7 else f"{pixels / 1e6:.1f} MP"
+
+
+def too_large(width: int, height: int, max_pixels: int = MAX_PIXELS) -> str | None:
+    """The size of an image that is over max_pixels, as said to people ("60000x60000 pixels,
+    3,600 MP"), or None."""
+    return None if width * height <= max_pixels else f"{width}x{height} pixels, {megapixels(width * height)}"
+
+
+def over_the_limit(max_pixels: int = MAX_PIXELS) -> str:
+    return f"too large, over the limit of {megapixels(max_pixels)}"
+
+
+def header_problem(data: bytes, max_pixels: int = MAX_PIXELS) -> str | None:
+    """The size an image file's header claims where it is over max_pixels (read by Pillow without
+    decoding the pixels), or None; also None where Pillow does not know the format (the size of
+    the decoded image is checked then, and OpenCV's own limit of about 1,000 MP applies)."""
+    import io
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                return too_large(*image.size, max_pixels)
+        except Image.DecompressionBombError:  # Pillow's own refusal, from about 179 MP on
+            return f"its header claims over {megapixels(2 * Image.MAX_IMAGE_PIXELS)}"
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):  # not Pillow's, or a damaged header
+            return None
 
 
 def utf8_name(path: str | os.PathLike) -> bool:
@@ -39,25 +82,44 @@ def printable_name(path: str | os.PathLike) -> str:
     """A path as it can be printed and stored: bytes that are not UTF-8 become U+FFFD."""
     return os.fsencode(path).decode("utf-8", "replace")
 
-def load_image(path: str | os.PathLike) -> np.ndarray:
+
+def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read an image file as 3-channel uint8 BGR, or raise ImageReadError with the reason."""
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise ImageReadError(f"{path}: no such file")
+        raise ImageReadError(path, "no such file")
     if os.path.isdir(path):
-        raise ImageReadError(f"{path}: is a folder, not an image")
+        raise ImageReadError(path, "is a folder, not an image")
     if not os.path.isfile(path):  # a pipe or a device would block or never end
-        raise ImageReadError(f"{path}: not a regular file")
+        raise ImageReadError(path, "not a regular file")
     if os.path.getsize(path) == 0:
-        raise ImageReadError(f"{path}: empty file (0 bytes)")
+        raise ImageReadError(path, "empty file (0 bytes)")
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:  # no permission to read it, an I/O error
-        raise ImageReadError(f"{path}: cannot be read ({(exc.strerror or type(exc).__name__).lower()})") from exc
-    # IMREAD_COLOR: 8-bit BGR whatever the file holds (gray, alpha, 16 bit), EXIF orientation applied
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        raise ImageReadError(path, "cannot be read", f" ({(exc.strerror or type(exc).__name__).lower()})") from exc
+    return decode_image(data, path, max_pixels)
+
+
+def decode_image(data, name="image", max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """An encoded image (bytes or a uint8 array) as 3-channel uint8 BGR, its size checked against
+    max_pixels before it is decoded; ImageReadError naming `name` otherwise."""
+    data = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    if data.size == 0:
+        raise ImageReadError(name, "empty file (0 bytes)")
+    problem = header_problem(data.tobytes(), max_pixels)
+    if problem:
+        raise ImageReadError(name, over_the_limit(max_pixels), f" ({problem}); shrink it first")
+    try:
+        # IMREAD_COLOR: 8-bit BGR whatever the file holds (gray, alpha, 16 bit), EXIF orientation applied
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # OpenCV's own checks (its size limit, for a format Pillow does not read)
+        raise ImageReadError(name, "not a readable image", f" ({str(exc).strip().splitlines()[-1]})") from exc
     if image is None:
-        raise ImageReadError(f"{path}: not a readable image")
+        raise ImageReadError(name, "not a readable image")
+    problem = too_large(image.shape[1], image.shape[0], max_pixels)
+    if problem:  # a format whose header Pillow could not read
+        raise ImageReadError(name, over_the_limit(max_pixels), f" ({problem}); shrink it first")
     return image
 
 
@@ -115,6 +177,10 @@ def prepare_faces(image: np.ndarray, detector: FaceDetector, color: str = "bgr",
     images are converted (detect.detector.as_uint8). The chip is always BGR, as the model was
     trained on BGR pixels.
     """
+    if hasattr(image, "shape") and len(image.shape) >= 2:
+        problem = too_large(image.shape[1], image.shape[0])
+        if problem:
+            raise ValueError(f"the image is {over_the_limit()} ({problem}); shrink it first")
     bgr = as_bgr(image, color)
     detections = detector.detect(bgr)
     if max_faces is not None:

@@ -91,3 +91,15 @@ def start_tensorflow(gpu: bool = False):
 
         tf.config.list_physical_devices("GPU")  # CUDA starts (cuInit) here, once per process
     return tf
+
+
+def caused_by_ctrl_c(exc: BaseException | None) -> bool:
+    """Whether Ctrl-C is behind an error: a KeyboardInterrupt raised while C code was calling back into
+    Python can come out wrapped, e.g. as a SystemError whose cause is the KeyboardInterrupt."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -47,10 +47,10 @@ def bench_model(model_path, repeats):
     """The model alone, per face: Keras, and TFLite (LiteRT) exports of both forms of its weights."""
     import numpy as np
 
-    from nets.export import convert
-    from nets.model import describe, with_mirror
-    from nets.predict import KerasRunner
-    from nets.tflite import TFLiteModel
+    from nets.training.export import convert
+    from nets.network.model import describe, with_mirror
+    from nets.inference.predict import KerasRunner
+    from nets.inference.tflite import TFLiteModel
 
     runner = KerasRunner(model_path)
     rng = np.random.default_rng(0)
@@ -91,7 +91,7 @@ def bench_photo(model_path, keras_model_path, image_path, repeats, detectors=("y
     """End to end per photo, step by step, for each detector, on the photo and a 1920x1080 version."""
     from detect import load_image, make_detector
     from detect.prepare import prepare_detection
-    from nets.predict import AgeEstimator
+    from nets.inference.predict import AgeEstimator
 
     photo = load_image(image_path)
     photos = [(f"{photo.shape[1]}x{photo.shape[0]}", photo), ("1920x1080", wide_photo(photo))]
@@ -283,10 +283,10 @@ def bench_train(dataset, source, batch_size, steps, rounds):
     import keras
     import tensorflow as tf
 
-    from nets.augment import AugmentConfig
-    from nets.data import as_inputs, face_crops, load_rows, make_dataset, targets
-    from nets.model import build_c3ae
-    from nets.train import TrainConfig, compile_model
+    from nets.training.augment import AugmentConfig
+    from nets.training.data import as_inputs, face_crops, load_rows, make_dataset, targets
+    from nets.network.model import build_c3ae
+    from nets.training.train import TrainConfig, compile_model
 
     rows = load_rows(dataset, source).iloc[: batch_size * steps].reset_index(drop=True)
     cfg = TrainConfig(se=True, white=True, gender=True, batch_size=batch_size)
@@ -362,9 +362,37 @@ def bench_preprocess(input_dir, images, detectors=("yunet", "mtcnn")):
           ["detector", "workers", "images", "faces", "seconds", "images/s", f"vs {rows[-1][0]}, 2 workers"], rows)
 
 
+def bench_threads(model_path, image_path, calls: int = 200):
+    """Photos per second of one AgeEstimator shared by 1, 2 and 4 threads: its own way (a YuNet
+    detector and a LiteRT interpreter per thread) against one detector and one interpreter shared
+    behind their locks."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from detect import load_image, make_detector
+    from nets.inference.predict import AgeEstimator, load_model_file
+
+    photo = load_image(image_path)
+    ways = {"per thread (the default)": AgeEstimator(model_path),
+            "one lock each (shared detector and interpreter)": AgeEstimator(load_model_file(model_path),
+                                                                           detector=make_detector("yunet"))}
+    rows, base = [], None
+    for threads in (1, 2, 4):
+        for name, estimator in ways.items():
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(lambda k: estimator.predict(photo), range(4 * threads)))  # every thread warm
+                start = time.perf_counter()
+                list(pool.map(lambda k: estimator.predict(photo), range(calls)))
+                rate = calls / (time.perf_counter() - start)
+            base = base or rate
+            rows.append([threads, name, f"{rate:.1f}", f"{rate / base:.2f}x"])
+    table(f"one AgeEstimator shared by threads, {Path(image_path).name}, {calls} calls per row",
+          ["threads", "how", "photos per second", "vs 1 thread, per thread"], rows)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("model", "photo", "cli", "video", "large", "train", "preprocess", "all"))
+    p.add_argument("what", choices=("model", "photo", "threads", "cli", "video", "large", "train", "preprocess",
+                                          "all"))
     p.add_argument("--model", default=None, help="the model of the default path (default: nets/test.py's)")
     p.add_argument("--keras-model", default=str(REPO / "model" / "c3ae_utk_asia_age_gender.keras"),
                    help="the .keras model: timed alone, and the model of the path before YuNet and .tflite")
@@ -384,7 +412,7 @@ def main(argv=None):
     import os
     print(f"machine: {os.cpu_count()} CPU cores; python {sys.version.split()[0]}; "
           f"load average before the run {os.getloadavg()[0]:.2f} (above ~0.3 another process is busy)")
-    from nets.predict import DEFAULT_MODEL
+    from nets.inference.predict import DEFAULT_MODEL
 
     model = args.model or str(DEFAULT_MODEL)
     detectors = ("yunet", "mtcnn") if args.detector == "both" else (args.detector,)
@@ -396,6 +424,8 @@ def main(argv=None):
             bench_model(args.keras_model, args.repeats)
         if args.what in ("photo", "all"):
             bench_photo(model, args.keras_model, args.image, args.repeats, detectors)
+        if args.what in ("threads", "all"):
+            bench_threads(model, args.image)
         if args.what in ("cli", "all"):
             bench_cli(args.image, args.keras_model, max(3, args.repeats // 4), detectors, args.model)
         if args.what in ("video", "all"):

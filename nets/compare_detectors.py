@@ -49,7 +49,7 @@ def select_items(source: str, input_path, split_path=None, every: int = 1, limit
 
     items, _ = read_source(source, input_path)
     if split_path:
-        from nets.data import read_split
+        from nets.training.data import read_split
 
         keys = set(read_split(split_path, "give a NAME.split.json")["val"])
         items = [item for item in items if f"{source}:{item.name}" in keys]
@@ -65,8 +65,8 @@ def run_detectors(items, model_paths, detector_names, degraded: bool = False, lo
     from detect import ImageReadError, load_image, make_detector
     from detect.prepare import prepare_detection
     from detect.triple_box import crop_triple
-    from nets.augment import DEGRADATIONS
-    from nets.predict import load_model_file
+    from nets.training.augment import DEGRADATIONS
+    from nets.inference.predict import load_model_file
 
     detectors = {name: make_detector(name) for name in detector_names}
     runners = {model_name(path, model_paths): load_model_file(path) for path in model_paths}
@@ -175,7 +175,7 @@ def agreement_table(records: dict, reference: str = "mtcnn") -> str:
 
 def main(argv=None) -> int:
     from detect.detector import DETECTORS
-    from nets.predict import DEFAULT_MODEL
+    from nets.inference.predict import DEFAULT_MODEL
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", required=True, help="label reader: utk, asia, afad, csv, ...")
@@ -196,7 +196,7 @@ def main(argv=None) -> int:
     if args.save and not replaceable_records(args.save):
         log(f"error: --save {args.save} exists and is not an earlier comparison's records; give a new file name")
         return 2
-    from nets.data import DataError
+    from nets.training.data import DataError
 
     try:
         items = select_items(args.source, args.input, args.split, args.every, args.limit)

@@ -34,7 +34,7 @@ def check_keys(split_path: Path, count: int = CHECK_FACES) -> list:
 def card_stages(state: dict) -> list:
     """Every training run that made the model, earliest first: its command, epochs, best validation
     MAE, time and, for a distilled run, which teacher it learned from."""
-    from nets.train import training_stages
+    from nets.training.train import training_stages
 
     return [{"command": stage.get("config", {}).get("command"), "epochs": stage.get("epochs_done"),
              "best_epoch": stage.get("best_epoch"),
@@ -55,9 +55,9 @@ def read_record(path: Path, made_by: str) -> dict:
 
 def check_exports(model, exports: dict, crops) -> None:
     """The card names only exports of this model: each ({KIND: path}) must answer the check faces as it does."""
-    from nets.data import as_inputs
-    from nets.export import agreement
-    from nets.tflite import TFLiteModel
+    from nets.training.data import as_inputs
+    from nets.training.export import agreement
+    from nets.inference.tflite import TFLiteModel
 
     expected = {k: np.asarray(v) for k, v in model.predict(as_inputs(crops), verbose=0, batch_size=256).items()}
     for kind, path in exports.items():
@@ -70,11 +70,12 @@ def check_exports(model, exports: dict, crops) -> None:
 
 def write_card(model_path, dataset: str | None = None, source: str | None = None) -> dict:
     """The card of a model; dataset and source default to those it was trained on (its state file)."""
-    from nets.data import face_crops, load_rows
-    from nets.evaluate import evaluate_model
-    from nets.export import exports_beside
-    from nets.model import as_float32, load_c3ae
-    from nets.train import all_epochs, artifact
+    from nets.training.data import face_crops, load_rows
+    from nets.evaluation.evaluate import evaluate_model
+    from nets.training.export import exports_beside
+    from nets.network.model import as_float32, load_c3ae
+    from nets.network.contract import artifact
+    from nets.training.train import all_epochs
 
     model_path = Path(model_path)
     state = read_record(artifact(model_path, ".state.json"), "training")
@@ -130,8 +131,8 @@ if __name__ == "__main__":
     from detect.quiet import start_tensorflow
 
     start_tensorflow()  # its start-up notices are not this tool's output
-    from nets.data import DataError
-    from nets.model import ModelFileError
+    from nets.training.data import DataError
+    from nets.network.model import ModelFileError
 
     try:
         print(json.dumps(write_card(a.model, a.dataset, a.source), indent=2))

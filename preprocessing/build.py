@@ -81,7 +81,7 @@ def process_item(item: Item):
     try:
         image = load_image(item.path)
     except ImageReadError as exc:
-        return None, str(exc).split(": ", 1)[-1]
+        return None, exc.reason
     try:
         found = _detector.detect(image)
         if not found:

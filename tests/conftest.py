@@ -193,7 +193,7 @@ def tiny_utk(tmp_path_factory, prepared_utk) -> Path:
     """The first TINY_ROWS faces of prepared_utk as one feather chunk (quick training runs)."""
     import pandas as pd
 
-    from nets.data import load_rows
+    from nets.training.data import load_rows
 
     rows = load_rows(prepared_utk, "utk").drop(columns="key").iloc[:TINY_ROWS].reset_index(drop=True)
     dest = tmp_path_factory.mktemp("utk_tiny")
@@ -206,7 +206,7 @@ TRAINED_FILES = (".keras", ".last.keras", ".split.json", ".log.csv", ".state.jso
 
 
 def _train(run_python, script, dataset, out: Path) -> Path:
-    from nets.train import artifact
+    from nets.network.contract import artifact
 
     _ok(run_python(script, "--dataset", dataset, "--source", "utk", "-se", "-white", "--epochs", "2",
                    "-s", out), script)

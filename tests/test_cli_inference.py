@@ -31,7 +31,7 @@ def test_tflite_and_yunet_need_neither_tensorflow_nor_keras(tmp_path, astronaut_
 import json, sys
 sys.path.insert(0, {str(REPO_ROOT)!r})
 import cv2
-from nets.predict import AgeEstimator
+from nets.inference.predict import AgeEstimator
 faces = AgeEstimator().predict(cv2.imread({str(astronaut_path)!r}))
 sys.argv = ["test.py"]
 from nets.test import main
@@ -140,7 +140,7 @@ def test_ctrl_c_during_a_folder_ends_with_a_summary(tmp_path, astronaut_path):
 def test_first_ctrl_c_asks_the_loop_to_stop_and_the_second_stops_at_once():
     """A KeyboardInterrupt raised inside numpy's file reading once came out as a SystemError (exit 1, a
     trace): the first Ctrl-C must only set a flag the loop reads between images."""
-    from nets.test import StopOnCtrlC
+    from nets.inference.outputs import StopOnCtrlC
 
     before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal, even if CI ignores it
     try:
@@ -156,7 +156,7 @@ def test_first_ctrl_c_asks_the_loop_to_stop_and_the_second_stops_at_once():
 
 
 def test_ctrl_c_is_left_alone_where_it_is_ignored():
-    from nets.test import StopOnCtrlC
+    from nets.inference.outputs import StopOnCtrlC
 
     before = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -172,7 +172,7 @@ def test_the_loops_run_in_a_thread_too():
     """Only the main thread may set a signal handler; a folder run from another thread must not fail."""
     import threading
 
-    from nets.test import StopOnCtrlC
+    from nets.inference.outputs import StopOnCtrlC
 
     entered = []
 
@@ -230,7 +230,7 @@ def test_damaged_tflite_files_give_one_line_not_a_crash(tmp_path, astronaut_path
 
 
 def test_api_converts_float_and_refuses_nan_images(astronaut_path):
-    from nets.predict import AgeEstimator
+    from nets.inference.predict import AgeEstimator
 
     estimator = AgeEstimator()
     image = cv2.imread(str(astronaut_path))
@@ -329,12 +329,13 @@ def test_an_image_that_cannot_be_read_is_counted_and_the_rest_go_on(tmp_path, as
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 1 and "Traceback" not in result.stderr
-    assert "1 cannot be read (permission denied)" in result.stderr.splitlines()[-1], result.stderr
+    assert "skipped: 1 cannot be read" in result.stderr.splitlines()[-1], result.stderr
+    assert f"skipped {folder / 'a.jpg'}: cannot be read (permission denied)" in result.stderr  # named, with why
 
 
 def test_a_tflite_file_with_damaged_weights_is_refused_not_answered_with_nan(tmp_path):
-    from nets.contract import ModelFileError
-    from nets.tflite import TFLiteModel
+    from nets.network.contract import ModelFileError
+    from nets.inference.tflite import TFLiteModel
 
     shipped = (REPO_ROOT / "model" / "c3ae_utk_asia_age_gender.float32.tflite").read_bytes()
     weights = np.frombuffer(shipped[:len(shipped) // 4 * 4], np.float32)
@@ -465,7 +466,7 @@ class ImplausibleFace:
 
 
 def test_a_face_that_cannot_be_upright_is_marked_not_hidden(astronaut_path):
-    from nets.predict import AgeEstimator, draw_predictions
+    from nets.inference.predict import AgeEstimator, draw_predictions
 
     image = cv2.imread(str(astronaut_path))
     faces = AgeEstimator(detector=ImplausibleFace()).predict(image)

@@ -14,7 +14,7 @@ import zipfile
 import pytest
 
 from detect.quiet import without_tensorflow_notices
-from nets.cli import build_parser
+from nets.training.cli import build_parser
 
 SCRIPTS = ("nets/C3AE.py", "nets/C3AE_expand.py")
 
@@ -215,8 +215,9 @@ def test_start_up_filter_drops_what_the_log_level_and_no_gpu_would(level, gpu, e
 def test_a_ctrl_c_that_comes_out_wrapped_still_ends_training_as_an_interruption(monkeypatch, capsys, tmp_path):
     """Python can turn a KeyboardInterrupt raised inside a C call into a SystemError caused by it (seen
     in numpy's file reading); training must still say 'interrupted' and exit 130, not print a trace."""
-    import nets.train
-    from nets.cli import caused_by_ctrl_c, main
+    import nets.training.train
+    from detect.quiet import caused_by_ctrl_c
+    from nets.training.cli import main
 
     def interrupted_inside_c(cfg, log):
         try:
@@ -224,7 +225,7 @@ def test_a_ctrl_c_that_comes_out_wrapped_still_ends_training_as_an_interruption(
         except KeyboardInterrupt as exc:
             raise SystemError("<built-in function fspath> returned a result with an exception set") from exc
 
-    monkeypatch.setattr(nets.train, "train", interrupted_inside_c)
+    monkeypatch.setattr(nets.training.train, "train", interrupted_inside_c)
     assert main(["--dataset", str(tmp_path), "-s", str(tmp_path / "m.keras")], "test", gender=False) == 130
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("interrupted: ")
     assert not caused_by_ctrl_c(SystemError("a real one")) and not caused_by_ctrl_c(None)

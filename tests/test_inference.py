@@ -1,4 +1,4 @@
-"""Inference: nets/test.py (-i, --dir, -v, -m, -o, --json, --no-show), nets.predict.AgeEstimator on .keras and
+"""Inference: nets/test.py (-i, --dir, -v, -m, -o, --json, --no-show), nets.inference.predict.AgeEstimator on .keras and
 .tflite, and the proof that training and inference cut a face into the same crops and predict the same."""
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from detect import load_image, prepare_faces
-from nets.data import face_crops, load_rows
-from nets.evaluate import predict_rows
-from nets.model import as_float32, load_c3ae
-from nets.predict import AgeEstimator
-from nets.train import artifact
+from nets.training.data import face_crops, load_rows
+from nets.evaluation.evaluate import predict_rows
+from nets.network.model import as_float32, load_c3ae
+from nets.inference.predict import AgeEstimator
+from nets.network.contract import artifact
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

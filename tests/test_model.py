@@ -13,14 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import nets.model  # noqa: F401  (registers the custom layers and losses)
+import nets.network.model  # noqa: F401  (registers the custom layers and losses)
 from detect import crop_triple, triple_boxes
-from nets.augment import AugmentConfig, augmented_crops
-from nets.labels import bin_centres, bin_interval, two_point_decode, two_point_encode
-from nets.layers import CosineSoftmax, GeMPooling2D, L2Normalize, Mish6, SqueezeExcite, WhiteNorm
-from nets.losses import BalancedFocalLoss, inverse_frequency_weights, w1_loss
-from nets.model import CROP_NAMES, ModelFileError, build_c3ae, describe, load_c3ae, rebuild
-from nets.train import TrainConfig, compile_model
+from nets.training.augment import AugmentConfig, augmented_crops
+from nets.network.labels import bin_centres, bin_interval, two_point_decode, two_point_encode
+from nets.network.layers import CosineSoftmax, GeMPooling2D, L2Normalize, Mish6, SqueezeExcite, WhiteNorm
+from nets.network.losses import BalancedFocalLoss, inverse_frequency_weights, w1_loss
+from nets.network.model import CROP_NAMES, ModelFileError, build_c3ae, describe, load_c3ae, rebuild
+from nets.training.train import TrainConfig, compile_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Keras/NumPy 2 __array__ notices
 
@@ -185,7 +185,7 @@ def test_saved_model_reloads_in_a_fresh_process(tmp_path, repo_root):
     np.savez(tmp_path / "x.npz", **x)
     script = (
         "import sys, numpy as np\n"
-        "import nets.model, keras\n"
+        "import nets.network.model, keras\n"
         "m = keras.models.load_model(sys.argv[1])\n"
         "print(m.count_params())\n"
         "x = dict(np.load(sys.argv[2]))\n"
@@ -550,7 +550,7 @@ def test_random_erasing_changes_one_rectangle_of_6_to_10_percent(chip_and_triple
 # --- what real photos do (--robust, -test's degraded copies) ---------------------------------------
 
 def test_photo_degradations_do_what_they_say(chip_and_triple):
-    from nets.augment import DEGRADATIONS, color_cast, down_up, grayscale, jpeg
+    from nets.training.augment import DEGRADATIONS, color_cast, down_up, grayscale, jpeg
 
     chip, _ = chip_and_triple
     grey = grayscale(chip)
@@ -569,7 +569,7 @@ def test_photo_degradations_do_what_they_say(chip_and_triple):
 
 
 def test_box_jitter_moves_the_three_boxes_together(chip_and_triple):
-    from nets.augment import jitter_boxes
+    from nets.training.augment import jitter_boxes
 
     _, triple = chip_and_triple
     config = AugmentConfig(box_shift=0.05, box_scale=0.1)
@@ -601,7 +601,7 @@ def test_robust_augmentation_gives_valid_crops_that_differ(chip_and_triple, seed
 
 
 def test_alignment_jitter_moves_the_chip_a_little(chip_and_triple):
-    from nets.augment import jitter_alignment
+    from nets.training.augment import jitter_alignment
 
     chip, _ = chip_and_triple
     config = AugmentConfig(align_shift=0.02, align_scale=0.04, align_angle=3.0)

@@ -20,7 +20,7 @@ RAW = {"utk": ("UTKFace", "utk"), "asia": ("AllAgeFaces", "asia")}
 
 
 def test_both_models_are_shipped_with_cards_and_the_default_is_one_of_them():
-    from nets.predict import DEFAULT_MODEL
+    from nets.inference.predict import DEFAULT_MODEL
 
     names = {c.name for c in CARDS}
     assert {f"{SHIPPED}_age.card.json", f"{SHIPPED}_age_gender.card.json"} <= names
@@ -34,8 +34,8 @@ def test_both_models_are_shipped_with_cards_and_the_default_is_one_of_them():
 
 @pytest.mark.parametrize("card_path", CARDS, ids=lambda p: p.name)
 def test_files_match_their_card_and_load_finite(card_path):
-    from nets.model import describe, load_c3ae
-    from nets.tflite import TFLiteModel
+    from nets.network.model import describe, load_c3ae
+    from nets.inference.tflite import TFLiteModel
 
     card = json.loads(card_path.read_text())
     for name, entry in card["files"].items():
@@ -56,7 +56,7 @@ def test_gender_model_reproduces_its_card_on_raw_photos(repo_root):
     """The card's check faces, read from the raw photos of each source, give the MAE the card claims."""
     from detect import load_image, make_detector
     from nets.model_card import check_keys
-    from nets.predict import AgeEstimator
+    from nets.inference.predict import AgeEstimator
     from preprocessing.sources import read_source
 
     card = json.loads(GENDER_CARD.read_text())
@@ -107,10 +107,10 @@ def test_default_model_on_tight_crops_and_whole_photos(tmp_path, utk_dir, astron
 
 @pytest.mark.parametrize("card_path", CARDS, ids=lambda p: p.name)
 def test_mirror_models_answer_a_face_and_its_mirror_image_alike_in_keras_and_tflite(card_path):
-    from nets.data import as_inputs
-    from nets.export import parity_crops
-    from nets.model import load_c3ae
-    from nets.tflite import TFLiteModel
+    from nets.training.data import as_inputs
+    from nets.training.export import parity_crops
+    from nets.network.model import load_c3ae
+    from nets.inference.tflite import TFLiteModel
 
     card = json.loads(card_path.read_text())
     if not card["description"].get("mirror"):

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nets.data import duplicate_groups, make_or_load_split
+from nets.training.data import duplicate_groups, make_or_load_split
 
 
 def chip_jpeg(seed: int, quality: int = 95, size: int = 256) -> bytes:

@@ -1,11 +1,11 @@
-"""Faces followed from frame to frame (nets/track.py): one number per person, answers averaged."""
+"""Faces followed from frame to frame (nets/inference/track.py): one number per person, answers averaged."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from nets.predict import FacePrediction
-from nets.track import FaceTracks
+from nets.inference.predict import FacePrediction
+from nets.inference.track import FaceTracks
 
 
 def face(box, age, gender="F", prob=0.8):

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nets.data import as_inputs, face_crops, load_rows, make_or_load_split
-from nets.model import as_float32, describe, load_c3ae
-from nets.train import artifact
+from nets.training.data import as_inputs, face_crops, load_rows, make_or_load_split
+from nets.network.model import as_float32, describe, load_c3ae
+from nets.network.contract import artifact
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -38,8 +38,8 @@ def ok(result, what="command"):
 
 def run_trainer(argv, gender: bool, capsys):
     """nets/C3AE.py (gender False) or nets/C3AE_expand.py (True) in this process, through the same
-    nets.cli.main that the scripts sys.exit() with: (exit code, stdout, stderr lines)."""
-    from nets.cli import main
+    nets.training.cli.main that the scripts sys.exit() with: (exit code, stdout, stderr lines)."""
+    from nets.training.cli import main
 
     code = main([str(a) for a in argv], "C3AE", gender=gender)
     out, err = capsys.readouterr()
@@ -268,8 +268,8 @@ def test_evaluation_beside_a_model_in_a_read_only_folder_is_one_sentence(trained
 @pytest.mark.slow
 def test_mirror_evaluation_averages_over_the_crops_width_and_keeps_the_plain_one(trained_gender_model, prepared_utk,
                                                                                  capsys):
-    from nets.evaluate import predict_rows
-    from nets.model import with_mirror
+    from nets.evaluation.evaluate import predict_rows
+    from nets.network.model import with_mirror
 
     plain = artifact(trained_gender_model, ".eval.json")
     before = plain.read_bytes() if plain.exists() else None
@@ -304,7 +304,7 @@ def test_freeze_writes_tflite_files_with_parity(frozen_gender_model, repo_root, 
     assert float32.stat().st_size > 0 and 0 < dynamic.stat().st_size < float32.stat().st_size
     assert not list(repo_root.glob("*.tflite"))  # nothing written into the working directory
 
-    from nets.tflite import TFLiteModel
+    from nets.inference.tflite import TFLiteModel
 
     tflite = TFLiteModel(float32)
     assert tflite.outputs == ["W1", "age", "gender"] and tflite.bins == 12
@@ -323,16 +323,16 @@ def test_an_export_that_fails_parity_is_not_written_and_an_earlier_one_is_set_as
                                                                                    monkeypatch):
     """Every export fails here (the allowed difference is made negative). Before, an earlier
     NAME.dynamic.tflite stayed under its name beside the new model, taken for an export of it."""
-    import nets.export
+    import nets.training.export
 
     model_path = tmp_path / "m.keras"
     shutil.copy(trained_gender_model, model_path)
     earlier = artifact(model_path, ".dynamic.tflite")
     earlier.write_bytes(b"an export of an earlier model")
     (tmp_path / "m.dynamic.tflite.stale").write_bytes(b"set aside before")
-    monkeypatch.setattr(nets.export, "MAX_AGE_DIFFERENCE", -1.0)
+    monkeypatch.setattr(nets.training.export, "MAX_AGE_DIFFERENCE", -1.0)
     said = []
-    report = nets.export.export_tflite(model_path, log=said.append)
+    report = nets.training.export.export_tflite(model_path, log=said.append)
     assert report["parity_ok"] is False and not report["float32"]["parity_ok"]
     assert not artifact(model_path, ".float32.tflite").exists() and not earlier.exists()
     assert not list(tmp_path.glob("*.tmp"))
@@ -349,19 +349,19 @@ def test_an_export_of_a_kind_not_made_again_is_kept_only_if_it_is_of_this_model(
                                                                                tmp_path):
     """-fz without --float16-export used to leave an earlier model's NAME.float16.tflite beside the
     new one (52.7 years where the model said 14.2), and the model card hashed it as this model's."""
-    import nets.export
+    import nets.training.export
 
     model_path = tmp_path / "m.keras"
     shutil.copy(trained_gender_model, model_path)
     float16 = artifact(model_path, ".float16.tflite")
     said = []
-    assert nets.export.export_tflite(model_path, float16=True, log=said.append)["parity_ok"]
+    assert nets.training.export.export_tflite(model_path, float16=True, log=said.append)["parity_ok"]
     made = float16.read_bytes()
-    report = nets.export.export_tflite(model_path, log=said.append)  # the same model: its float16 export stays
+    report = nets.training.export.export_tflite(model_path, log=said.append)  # the same model: its float16 export stays
     assert float16.read_bytes() == made and "earlier_exports_set_aside" not in report
     shutil.copy(repo_root / "model" / "c3ae_utk_asia_age_gender.float32.tflite", float16)  # another model's
     said.clear()
-    report = nets.export.export_tflite(model_path, log=said.append)
+    report = nets.training.export.export_tflite(model_path, log=said.append)
     assert not float16.exists() and report["earlier_exports_set_aside"] == [f"{float16}.stale"]
     assert said[-1] == (f"{float16} does not answer as this model does (an export of an earlier model?); "
                         f"it is now {float16}.stale")
@@ -369,13 +369,13 @@ def test_an_export_of_a_kind_not_made_again_is_kept_only_if_it_is_of_this_model(
 
 @pytest.mark.slow
 def test_an_export_onto_a_folder_of_its_name_leaves_no_half_done_file(trained_age_model, tmp_path):
-    import nets.export
+    import nets.training.export
 
     model_path = tmp_path / "m.keras"
     shutil.copy(trained_age_model, model_path)
     artifact(model_path, ".float32.tflite").mkdir()
     with pytest.raises(OSError):
-        nets.export.export_tflite(model_path, log=lambda message: None)
+        nets.training.export.export_tflite(model_path, log=lambda message: None)
     assert not list(tmp_path.glob("*.tmp")) and artifact(model_path, ".float32.tflite").is_dir()
 
 # --- model card -----------------------------------------------------------------------------------
@@ -469,8 +469,8 @@ def test_each_epochs_state_file_counts_the_training_time_so_far(tmp_path):
     --resume adds to it instead of forgetting the first part."""
     import time
 
-    from nets.model import build_c3ae
-    from nets.train import TrainConfig, _checkpoint_callback
+    from nets.network.model import build_c3ae
+    from nets.training.train import TrainConfig, _checkpoint_callback
 
     save_path = tmp_path / "m.keras"
     state = {"seconds": 100.0}  # from an earlier part of the run
@@ -515,7 +515,7 @@ def test_a_model_to_start_from_that_cannot_be_read_is_refused_before_a_split_is_
 def test_a_new_run_never_replaces_a_trained_model(tiny_utk, capsys, tmp_path):
     """A second run into the same -s used to replace the best and last models and the history
     without a word, so that not even --resume could bring them back."""
-    from nets.model import build_c3ae
+    from nets.network.model import build_c3ae
 
     model = tmp_path / "m.keras"
     build_c3ae(se=True, white=True).save(model)
@@ -537,7 +537,7 @@ def test_resume_goes_on_with_the_settings_of_the_run_it_continues(tmp_path):
     batch's steps) and -lr or --cosine-lr were ignored without a note."""
     from dataclasses import replace
 
-    from nets.train import TrainConfig, TrainingError, _resumable_state
+    from nets.training.train import TrainConfig, TrainingError, _resumable_state
 
     model = tmp_path / "m.keras"
     started = TrainConfig(save_path=str(model), batch_size=50, lr=0.002, cosine_lr=True, robust=True, epochs=6)
@@ -562,7 +562,7 @@ def test_resume_goes_on_with_the_settings_of_the_run_it_continues(tmp_path):
 def test_an_age_model_is_not_written_as_an_age_and_gender_model_untrained(tiny_utk, capsys, tmp_path):
     """--epochs 0 -p AGE_MODEL in nets/C3AE_expand.py used to write a model whose gender answers
     were those of a fresh head (0.51 on validation), with no word about it."""
-    from nets.model import build_c3ae
+    from nets.network.model import build_c3ae
 
     age_model = tmp_path / "age.keras"
     build_c3ae(se=True, white=True).save(age_model)
@@ -592,7 +592,7 @@ def test_a_split_to_keep_that_is_not_a_split_is_refused_before_the_data_is_read(
                                               ("-lr", "0", "must be more than 0.0, not 0"),
                                               ("--steps-per-epoch", "0", "must be 1 or more, not 0")])
 def test_numbers_that_cannot_train_are_refused_with_the_flags(flag, value, words, capsys):
-    from nets.cli import build_parser
+    from nets.training.cli import build_parser
 
     with pytest.raises(SystemExit) as stop:
         build_parser("C3AE", gender=True).parse_args([flag, value])
@@ -609,7 +609,7 @@ def test_files_made_from_the_model_before_a_run_are_named(tmp_path):
     import os
     import time
 
-    from nets.train import _note_stale_files
+    from nets.training.train import _note_stale_files
 
     model = tmp_path / "m.keras"
     old = [artifact(model, suffix) for suffix in (".float32.tflite", ".eval.json", ".mirror.eval.json", ".card.json")]
@@ -719,8 +719,8 @@ def test_training_benchmark_prints_both_feeds_with_rates(tiny_utk, run_python):
 @pytest.mark.slow
 def test_zero_epochs_writes_the_parent_in_mirror_form_with_its_validation(trained_gender_model, prepared_utk,
                                                                            tmp_path, capsys):
-    from nets.evaluate import predict_rows
-    from nets.model import with_mirror
+    from nets.evaluation.evaluate import predict_rows
+    from nets.network.model import with_mirror
 
     out = tmp_path / "converted.keras"
     code, _, said = run_trainer(["--mirror", "--epochs", "0", "-p", trained_gender_model, "--dataset", prepared_utk,
@@ -817,7 +817,7 @@ def test_benchmark_without_its_data_says_so_in_one_line(what, flag, run_python, 
 
 
 def test_fine_tuning_records_the_model_it_started_from(trained_gender_model, tiny_utk, run_python, tmp_path):
-    from nets.train import all_epochs, training_stages
+    from nets.training.train import all_epochs, training_stages
 
     out = tmp_path / "tuned.keras"
     ok(run_python("nets/C3AE.py", "--dataset", tiny_utk, *QUICK, "-b", "4", "-se", "-white",
@@ -837,7 +837,7 @@ def test_fine_tuning_records_the_model_it_started_from(trained_gender_model, tin
 @pytest.mark.slow
 def test_fine_tuning_with_mirror_builds_it_into_the_model_file(trained_gender_model, prepared_utk, tmp_path,
                                                                 capsys):
-    from nets.model import with_mirror
+    from nets.network.model import with_mirror
 
     out = tmp_path / "mirror.keras"
     code, _, said = run_trainer(["--mirror", "-p", trained_gender_model, "--dataset", prepared_utk, "-s", out,
@@ -863,7 +863,7 @@ def test_fine_tuning_with_mirror_builds_it_into_the_model_file(trained_gender_mo
 def test_ema_validates_and_saves_the_averaged_weights(prepared_utk, tmp_path, capsys):
     import keras
 
-    from nets.evaluate import evaluate_model
+    from nets.evaluation.evaluate import evaluate_model
 
     out = tmp_path / "ema.keras"
     code, _, said = run_trainer(["--ema", "--dataset", prepared_utk, "-s", out, "--epochs", "1", "-b", "16",
@@ -885,9 +885,9 @@ def test_ema_validates_and_saves_the_averaged_weights(prepared_utk, tmp_path, ca
 
 @pytest.mark.slow
 def test_a_teacher_gives_part_of_the_w1_and_gender_targets(trained_gender_model, prepared_utk):
-    from nets.data import make_dataset
-    from nets.contract import CROP_NAMES
-    from nets.train import TrainConfig, load_teacher, with_teacher
+    from nets.training.data import make_dataset
+    from nets.network.contract import CROP_NAMES
+    from nets.training.train import TrainConfig, load_teacher, with_teacher
 
     teacher = load_teacher(trained_gender_model, TrainConfig(gender=True))
     rows = prepared_rows(prepared_utk, gender=True).iloc[:12]

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 
 from detect import CHIP_SIZE, CROP_SIZE, crop_triple, decode_chip
-from nets.augment import AugmentConfig, augmented_crops
-from nets.labels import two_point_encode
-from nets.contract import CROP_NAMES
+from nets.training.augment import AugmentConfig, augmented_crops
+from nets.network.labels import two_point_encode
+from nets.network.contract import CROP_NAMES
 from preprocessing.schema import COLUMNS, DEFAULTS, TRIPLE_COLUMNS, triple_from_frame
 
 SMOOTH_GENDER = 0.01  # smoothed one-hot: 0.99 / 0.01

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nets.contract import INPUT_SHAPE
+from nets.network.contract import INPUT_SHAPE
 
 MAX_AGE_DIFFERENCE = 0.5  # years; the float32 export must agree with Keras this closely
 
@@ -30,7 +30,7 @@ def parity_crops(count: int = 8, seed: int = 0) -> np.ndarray:
     """Test crops without the data set: the shipped demo face (if present) and random images."""
     rng = np.random.default_rng(seed)
     crops = rng.integers(0, 256, size=(count, 3) + INPUT_SHAPE, dtype=np.uint8)
-    demo = Path(__file__).resolve().parents[1] / "assets" / "astronaut.jpg"
+    demo = Path(__file__).resolve().parents[2] / "assets" / "astronaut.jpg"
     if demo.exists():
         from detect import load_image, make_detector, prepare_faces
 
@@ -71,7 +71,7 @@ def agreement(got: dict, expected: dict, kind: str) -> dict:
 
 def exports_beside(model_path) -> dict:
     """The NAME.KIND.tflite files beside a model: {KIND: path}, in order of name."""
-    from nets.train import artifact
+    from nets.network.contract import artifact
 
     pattern = artifact(model_path, ".*.tflite").name
     return {path.name.split(".")[-2]: path for path in sorted(Path(model_path).parent.glob(pattern))}
@@ -85,11 +85,11 @@ def export_tflite(model_path, float16: bool = False, log=print, rows=None) -> di
     0.01 in probability (float32) or gives the same answer on 99.5 % of the faces (quantised). An
     export that fails is not written; an earlier file of that name, made from an earlier model, is
     renamed NAME.KIND.tflite.stale (kept, but no longer taken for an export of this model)."""
-    from nets.data import as_inputs, face_crops
-    from nets.model import as_float32, load_c3ae
-    from nets.contract import ModelFileError
-    from nets.tflite import TFLiteModel
-    from nets.train import artifact
+    from nets.training.data import as_inputs, face_crops
+    from nets.network.model import as_float32, load_c3ae
+    from nets.network.contract import ModelFileError
+    from nets.inference.tflite import TFLiteModel
+    from nets.network.contract import artifact
 
     model = as_float32(load_c3ae(model_path))
     crops = parity_crops()

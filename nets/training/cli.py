@@ -6,19 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from nets.contract import TRUNK_WIDTH
-
-
-def caused_by_ctrl_c(exc: BaseException | None) -> bool:
-    """Whether Ctrl-C is behind an error: a KeyboardInterrupt raised while C code was calling back into
-    Python can come out wrapped, e.g. as a SystemError whose cause is the KeyboardInterrupt."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, KeyboardInterrupt):
-            return True
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return False
+from detect.quiet import caused_by_ctrl_c
+from nets.network.contract import TRUNK_WIDTH
 
 
 def _number(kind, low, high=None, low_open=False):
@@ -89,7 +78,7 @@ def build_parser(description: str, gender: bool) -> argparse.ArgumentParser:
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument("--robust", action="store_true",
                    help="also augment as real photos call for: grey, colour casts, low resolution, JPEG, "
-                        "detector box jitter (nets/augment.py AugmentConfig.robust)")
+                        "detector box jitter (nets/training/augment.py AugmentConfig.robust)")
     p.add_argument("--split-from", default=None,
                    help="when a new split is made: keep the sides of this earlier NAME.split.json (a model "
                         "trained on its training side is then validated on faces it never saw; default: none)")
@@ -116,7 +105,7 @@ def build_parser(description: str, gender: bool) -> argparse.ArgumentParser:
 
 
 def config_from_args(args, gender: bool):
-    from nets.train import TrainConfig
+    from nets.training.train import TrainConfig
 
     if args.width < 1:
         raise ValueError(f"--width must be 1 or more, not {args.width}")
@@ -142,12 +131,12 @@ def config_from_args(args, gender: bool):
 def run_evaluation(model_path, cfg, log, mirror: bool = False) -> dict:
     """-test: metrics of the model on its saved validation split, for all faces and each source, on
     degraded copies, and its steadiness; written to NAME.eval.json and NAME.eval.png."""
-    from nets.data import DataError, load_rows, make_or_load_split
-    from nets.evaluate import evaluate_model
-    from nets.model import as_float32, describe, load_c3ae, with_mirror
-    from nets.predict import AgeEstimator, KerasRunner
-    from nets.steadiness import grid_steadiness, landmark_jitter
-    from nets.train import artifact
+    from nets.training.data import DataError, load_rows, make_or_load_split
+    from nets.evaluation.evaluate import evaluate_model
+    from nets.network.model import as_float32, describe, load_c3ae, with_mirror
+    from nets.inference.predict import AgeEstimator, KerasRunner
+    from nets.evaluation.steadiness import grid_steadiness, landmark_jitter
+    from nets.network.contract import artifact
 
     model = as_float32(load_c3ae(model_path))
     mirror = mirror and not describe(model)["mirror"]  # a mirror model is evaluated as it is
@@ -189,7 +178,7 @@ def run_evaluation(model_path, cfg, log, mirror: bool = False) -> dict:
 
 def trained_detectors(model_path) -> set | None:
     """The detectors that prepared a model's training faces, from its state file (None if unknown)."""
-    from nets.train import artifact
+    from nets.network.contract import artifact
 
     try:
         detectors = json.loads(artifact(model_path, ".state.json").read_text())["data"]["detectors"]
@@ -201,8 +190,8 @@ def trained_detectors(model_path) -> set | None:
 def validation_rows(model_path, cfg, log, count: int = 500):
     """Up to `count` faces of the model's saved validation split (spread over it) for -fz's parity
     check on real faces; None, with a note, where the data is not here."""
-    from nets.data import DataError, load_rows, make_or_load_split
-    from nets.train import artifact
+    from nets.training.data import DataError, load_rows, make_or_load_split
+    from nets.network.contract import artifact
 
     split_path = artifact(model_path, ".split.json")
     try:
@@ -246,9 +235,9 @@ def main(argv, description: str, gender: bool) -> int:
 
     try:
         start_tensorflow(args.gpu)
-        from nets.data import DataError
-        from nets.model import ModelFileError
-        from nets.train import TrainingError, configure_devices, train
+        from nets.training.data import DataError
+        from nets.network.model import ModelFileError
+        from nets.training.train import TrainingError, configure_devices, train
     except KeyboardInterrupt:
         log("interrupted while TensorFlow was starting")
         return 130
@@ -267,8 +256,8 @@ def main(argv, description: str, gender: bool) -> int:
             if args.test:
                 print(json.dumps(run_evaluation(model_path, cfg, log, args.mirror), indent=2))
             if args.freeze:
-                from nets.export import export_tflite
-                from nets.model import load_c3ae
+                from nets.training.export import export_tflite
+                from nets.network.model import load_c3ae
 
                 load_c3ae(model_path)  # a damaged model is the one thing said, before any note about data
                 report = export_tflite(model_path, float16=args.float16_export, log=log,

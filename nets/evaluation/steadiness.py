@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 GRID_TILES = 4
-DEMO_PHOTO = Path(__file__).resolve().parents[1] / "assets" / "astronaut.jpg"
+DEMO_PHOTO = Path(__file__).resolve().parents[2] / "assets" / "astronaut.jpg"
 
 
 def grid_photo(image: np.ndarray, tiles: int = GRID_TILES) -> np.ndarray:
@@ -36,7 +36,7 @@ def landmark_jitter(model, rows, sigma: float = 0.03, copies: int = 8, faces: in
     face, and the mean standard deviation."""
     from detect.detector import Detection
     from detect.prepare import decode_chip, prepare_detection
-    from nets.data import as_inputs
+    from nets.training.data import as_inputs
     from preprocessing.schema import BOX_COLUMNS, LANDMARK_COLUMNS
 
     rng = np.random.default_rng(seed)

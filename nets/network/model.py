@@ -11,10 +11,10 @@ import zipfile
 import keras
 import numpy as np
 
-from nets import losses  # noqa: F401  (registers the losses, for compiled NAME.last.keras files)
-from nets.contract import CROP_NAMES, INPUT_CONTRACT, INPUT_SHAPE, TRUNK_WIDTH, ModelFileError  # noqa: F401
-from nets.labels import bin_centres, bin_interval
-from nets.layers import CosineSoftmax, L2Normalize, MirrorMean, MirrorStack, Mish6, SqueezeExcite, WhiteNorm
+from nets.network import losses  # noqa: F401  (registers the losses, for compiled NAME.last.keras files)
+from nets.network.contract import CROP_NAMES, INPUT_CONTRACT, INPUT_SHAPE, TRUNK_WIDTH, ModelFileError  # noqa: F401
+from nets.network.labels import bin_centres, bin_interval
+from nets.network.layers import CosineSoftmax, L2Normalize, MirrorMean, MirrorStack, Mish6, SqueezeExcite, WhiteNorm
 
 
 def _activation(kind: str, name: str, dtype=None):

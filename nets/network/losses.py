@@ -3,7 +3,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from nets.layers import PACKAGE
+from nets.network.layers import PACKAGE
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -1,8 +1,10 @@
 """What a C3AE model takes and the error for model files: no TensorFlow needed to import this.
 
-The inference path (`nets/predict.py` with a .tflite file, `nets/test.py`) imports only this,
+The inference path (`nets/inference/predict.py` with a .tflite file, `nets/test.py`) imports only this,
 so it runs with numpy, OpenCV and LiteRT alone.
 """
+from pathlib import Path
+
 CROP_NAMES = ("outer", "middle", "inner")
 INPUT_SHAPE = (64, 64, 3)
 INPUT_CONTRACT = {
@@ -18,3 +20,10 @@ class ModelFileError(ValueError):
 
 
 TRUNK_WIDTH = 32  # channels of every convolution of the trunk in Table 1 (--width)
+
+
+def artifact(save_path, suffix: str) -> Path:
+    """NAME.keras -> NAME<suffix>."""
+    path = Path(save_path)
+    stem = path.name[:-len(".keras")] if path.name.endswith(".keras") else path.name
+    return path.with_name(stem + suffix)

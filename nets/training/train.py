@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nets.augment import AugmentConfig
-from nets.contract import TRUNK_WIDTH
+from nets.training.augment import AugmentConfig
+from nets.network.contract import TRUNK_WIDTH, artifact
 
 
 @dataclass
@@ -66,13 +66,6 @@ class TrainConfig:
     @property
     def bins(self) -> int:
         return self.category + 2
-
-
-def artifact(save_path, suffix: str) -> Path:
-    """NAME.keras -> NAME<suffix>."""
-    path = Path(save_path)
-    stem = path.name[:-len(".keras")] if path.name.endswith(".keras") else path.name
-    return path.with_name(stem + suffix)
 
 
 def pretrain_record(pretrain_path) -> dict:
@@ -166,7 +159,7 @@ def transfer_weights(source, target) -> int:
 
 def load_teacher(path, cfg: TrainConfig):
     """A C3AE model whose answers become part of the training targets (knowledge distillation)."""
-    from nets.model import as_float32, describe, load_c3ae
+    from nets.network.model import as_float32, describe, load_c3ae
 
     teacher = as_float32(load_c3ae(path))
     about = describe(teacher)
@@ -198,8 +191,8 @@ EMA_MOMENTUM = 0.99  # about the last 100 steps
 def compile_model(model, cfg: TrainConfig, train_rows, steps_per_epoch: int):
     import keras
 
-    from nets.data import targets
-    from nets.losses import w1_loss
+    from nets.training.data import targets
+    from nets.network.losses import w1_loss
 
     lr = cfg.lr
     if cfg.cosine_lr:
@@ -230,7 +223,7 @@ def averaged_copy(model):
     optimizer's moving averages (what validation saw), its batch-norm statistics the model's own."""
     import keras
 
-    from nets.model import rebuild
+    from nets.network.model import rebuild
 
     copy = rebuild(model)
     optimizer = ema_optimizer(model)
@@ -248,7 +241,7 @@ def averaged_copy(model):
 def _checkpoint_callback(cfg: TrainConfig, state: dict):
     import keras
 
-    from nets.model import ModelFileError, check_finite
+    from nets.network.model import ModelFileError, check_finite
 
     class SafeCheckpoint(keras.callbacks.Callback):
         """Saves best and last models, never a non-finite one, and stops on a NaN loss. The state
@@ -311,8 +304,8 @@ def _write_json(path, data):
 
 def _write_untrained(model, cfg: TrainConfig, state: dict, val_ds, log) -> dict:
     """--epochs 0 -p PARENT: PARENT's weights in this build (e.g. with --mirror), validated and saved."""
-    from nets.model import rebuild
-    from nets.plots import plot_curves
+    from nets.network.model import rebuild
+    from nets.evaluation.plots import plot_curves
 
     logs = model.evaluate(val_ds, verbose=0, return_dict=True)
     state.update(best_val_mae=float(logs["age_mae"]), best_epoch=0, epochs_done=0, history=[], seconds=0.0,
@@ -391,9 +384,9 @@ def train(cfg: TrainConfig, log=print) -> dict:
     import keras
     import pandas as pd
 
-    from nets.data import SMOOTH_GENDER, load_rows, make_dataset, make_or_load_split, read_split, row_sources
-    from nets.model import build_c3ae, describe, load_c3ae
-    from nets.plots import plot_curves
+    from nets.training.data import SMOOTH_GENDER, load_rows, make_dataset, make_or_load_split, read_split, row_sources
+    from nets.network.model import build_c3ae, describe, load_c3ae
+    from nets.evaluation.plots import plot_curves
 
     if cfg.epochs < 0 or (cfg.epochs == 0 and not cfg.pretrain_path and not cfg.resume):
         raise TrainingError("--epochs 0 trains nothing; it writes a -p model in another build (e.g. --mirror)"

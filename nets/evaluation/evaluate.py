@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from nets.data import row_sources
+from nets.training.data import row_sources
 
 
 def predict_rows(model, rows, batch_size: int = 256, degrade=None) -> dict:
     """Model outputs for every row (crops made exactly as in training, without augmentation;
     degrade(chip) -> chip changes each chip first)."""
-    from nets.data import ChipStore, as_inputs
+    from nets.training.data import ChipStore, as_inputs
 
     store = ChipStore(rows, memory_limit=0)  # decoded batch by batch, nothing kept
     outputs = []
@@ -66,9 +66,9 @@ def metrics_by_source(rows, predictions: dict) -> dict:
 
 
 def degraded_metrics(model, rows, clean: dict) -> dict:
-    """MAE (and gender accuracy) of every degraded copy (nets.augment.DEGRADATIONS), all faces and
+    """MAE (and gender accuracy) of every degraded copy (nets.training.augment.DEGRADATIONS), all faces and
     per source, with the change from the clean faces."""
-    from nets.augment import DEGRADATIONS
+    from nets.training.augment import DEGRADATIONS
 
     out = {}
     for name, degrade in DEGRADATIONS.items():
@@ -87,7 +87,7 @@ def evaluate_model(model, rows, out_prefix=None, title: str = "", degraded: bool
     """Metrics of model on rows (all faces and per source; with degraded=True also on degraded
     copies; extra: more entries to record, such as "steadiness"); with out_prefix, writes
     PREFIX.eval.json and PREFIX.eval.png."""
-    from nets.plots import plot_evaluation
+    from nets.evaluation.plots import plot_evaluation
 
     predictions = predict_rows(model, rows)
     metrics = metrics_by_source(rows, predictions)

@@ -8,11 +8,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import threading
 
 import numpy as np
 
-from detect.quiet import captured_stderr
-from nets.contract import CROP_NAMES, INPUT_SHAPE, ModelFileError
+from detect.quiet import captured_stderr, caused_by_ctrl_c
+from nets.network.contract import CROP_NAMES, INPUT_SHAPE, ModelFileError
 
 TFLITE_IDENTIFIER = b"TFL3"  # bytes 4..8 of every TFLite flatbuffer
 
@@ -45,8 +46,6 @@ class TFLiteModel:
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:
-            from nets.cli import caused_by_ctrl_c
-
             if caused_by_ctrl_c(exc):  # a Ctrl-C while LiteRT loaded: an interruption, not a missing package
                 raise KeyboardInterrupt from exc
             if importlib.util.find_spec("ai_edge_litert") is None:
@@ -77,6 +76,7 @@ class TFLiteModel:
         if not all(np.all(np.isfinite(value)) for value in probe.values()):
             raise ModelFileError(f"{path} answers NaN or infinity: its weights are damaged; refusing to use it")
         self.runner = runner
+        self._lock = threading.Lock()  # an interpreter runs one call at a time: its tensors are shared
         self.outputs = sorted(details)
         self.bins = int(details["W1"]["shape"][-1])
         self.path = path
@@ -84,5 +84,7 @@ class TFLiteModel:
     def predict_crops(self, crops: np.ndarray) -> dict:
         """(N, 3, 64, 64, 3) crops -> {output name: array with N rows}."""
         crops = np.asarray(crops, np.float32)
-        out = self.runner(**{name: np.ascontiguousarray(crops[:, k]) for k, name in enumerate(CROP_NAMES)})
-        return {k: np.asarray(out[k]) for k in self.outputs}
+        feed = {name: np.ascontiguousarray(crops[:, k]) for k, name in enumerate(CROP_NAMES)}
+        with self._lock:
+            out = self.runner(**feed)
+            return {k: np.array(out[k]) for k in self.outputs}  # copies, made before the next call

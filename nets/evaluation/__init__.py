@@ -1,0 +1,1 @@
+"""Evaluation: metrics per source and decade, degraded copies, steadiness and plots."""

@@ -1,0 +1,1 @@
+"""What the model is: layers, the C3AE builder, two-point labels, losses and the input contract."""
