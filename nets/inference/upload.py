@@ -1,0 +1,121 @@
+"""The photo of a POST /predict request, read into memory within a size limit: the raw body
+(`Content-Type: image/...`) or the field `image` of a multipart form.
+
+Nothing is written to disk. Starlette's own form parser (`request.form()`) spools every file part
+larger than 1 MB to a temporary file, so the body is read here (at most `limit` bytes, within a
+time limit) and a multipart body is parsed in memory by python-multipart's streaming parser, the
+one Starlette uses underneath.
+"""
+from __future__ import annotations
+
+import asyncio
+
+IMAGE_FIELD = "image"
+BODY_NAME = "the uploaded photo"  # how errors name a photo sent as the raw body
+
+
+class UploadError(Exception):
+    """A request whose photo cannot be read: an HTTP status and one sentence for people."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+def megabytes(count: int) -> str:
+    return f"{count / 1e6:.1f} MB"
+
+
+async def read_body(request, limit: int, seconds: float) -> bytearray:
+    """The request's body, refused (413) as soon as it is known to exceed `limit` bytes, from its
+    Content-Length or while it arrives, and (408) when it takes longer than `seconds` to arrive:
+    a slow sender would otherwise hold its place in the queue for ever."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise UploadError(413, f"the upload is {megabytes(int(declared))}, over the limit of {megabytes(limit)}")
+    body = bytearray()
+    try:
+        async with asyncio.timeout(seconds):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise UploadError(413, f"the upload is over the limit of {megabytes(limit)}")
+    except TimeoutError:
+        raise UploadError(408, f"the upload took longer than {seconds:g} s to arrive") from None
+    return body
+
+
+def multipart_field(body: bytes, content_type: str, field: str) -> tuple[bytearray, str | None]:
+    """The bytes of the first part named `field` of a multipart/form-data body, and its file name."""
+    from python_multipart.multipart import MultipartParser, parse_options_header
+    from python_multipart.exceptions import MultipartParseError
+
+    boundary = parse_options_header(content_type)[1].get(b"boundary")
+    if not boundary:
+        raise UploadError(400, "the multipart form has no boundary in its Content-Type header")
+    found = {"data": None, "name": None, "complete": False}
+    part = {}  # the part being read: its headers so far and whether it is the one wanted
+
+    def begin():
+        part.clear()
+        part.update(headers={}, header_name=b"", header_value=b"", wanted=False)
+
+    def header_field(data, start, end):
+        part["header_name"] += data[start:end]
+
+    def header_value(data, start, end):
+        part["header_value"] += data[start:end]
+
+    def header_end():
+        part["headers"][part["header_name"].lower()] = part["header_value"]
+        part["header_name"] = part["header_value"] = b""
+
+    def headers_finished():
+        options = parse_options_header(part["headers"].get(b"content-disposition", b""))[1]
+        if options.get(b"name") == field.encode() and found["data"] is None:
+            part["wanted"] = True
+            found["data"] = bytearray()
+            filename = options.get(b"filename")
+            found["name"] = filename.decode("utf-8", "replace") if filename else None
+
+    def data(chunk, start, end):
+        if part.get("wanted"):
+            found["data"] += chunk[start:end]
+
+    def end():
+        if part.get("wanted"):
+            found["complete"] = True
+
+    parser = MultipartParser(boundary, {"on_part_begin": begin, "on_header_field": header_field,
+                                        "on_header_value": header_value, "on_header_end": header_end,
+                                        "on_headers_finished": headers_finished, "on_part_data": data,
+                                        "on_part_end": end})
+    try:
+        parser.write(body)
+        parser.finalize()
+    except MultipartParseError as exc:
+        raise UploadError(400, f"the multipart form cannot be read ({exc})") from None
+    if found["data"] is None:
+        raise UploadError(400, f"the multipart form has no field named '{field}' (send the photo in it)")
+    if not found["complete"]:
+        raise UploadError(400, f"the multipart form ends inside its field '{field}' (the upload was cut short?)")
+    return found["data"], found["name"]
+
+
+async def uploaded_photo(request, limit: int, seconds: float) -> tuple[bytearray, str]:
+    """The encoded photo of a request and the name its errors give it (its file name in a form)."""
+    content_type = request.headers.get("content-type", "")
+    kind = content_type.split(";")[0].strip().lower()
+    if not (kind.startswith("image/") or kind == "multipart/form-data"):
+        said = f"Content-Type {kind}" if kind else "no Content-Type"
+        raise UploadError(415, f"the request has {said}: send the photo's bytes as image/jpeg, image/png, ... "
+                               f"or as the field '{IMAGE_FIELD}' of a multipart/form-data form")
+    body = await read_body(request, limit, seconds)
+    if not body:
+        raise UploadError(400, "the request body is empty: send a photo")
+    if kind != "multipart/form-data":
+        return body, BODY_NAME
+    data, filename = multipart_field(body, content_type, IMAGE_FIELD)
+    if not data:
+        raise UploadError(400, f"the field '{IMAGE_FIELD}' of the form is empty: choose a photo")
+    return data, filename or BODY_NAME
