@@ -3,6 +3,8 @@
 
   python nets/benchmark.py model   --keras-model model/c3ae_utk_asia_age_gender.keras   (the model alone)
   python nets/benchmark.py photo   (end to end per photo, per detector, 512x512 and 1920x1080)
+  python nets/benchmark.py threads (one AgeEstimator shared by 1, 2 and 4 threads)
+  python nets/benchmark.py serve   (nets/serve.py on loopback: requests/s and latency for 1, 4, 16 clients; memory)
   python nets/benchmark.py cli     (the one-photo command, start to exit)
   python nets/benchmark.py video   (frames per second and age flicker on a 640x480 still video)
   python nets/benchmark.py large   (seconds and peak memory on 12-50 MP photos)
@@ -389,10 +391,153 @@ def bench_threads(model_path, image_path, calls: int = 200):
           ["threads", "how", "photos per second", "vs 1 thread, per thread"], rows)
 
 
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(model_path, threads: int, queue: int = 64):
+    """nets/serve.py on a free loopback port, as a user starts it; (process, port) once /health answers."""
+    import urllib.request
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, str(REPO / "nets" / "serve.py"), "--port", str(port), "--quiet",
+                                "-m", str(model_path), "--threads", str(threads), "--queue", str(queue)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return process, port
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"nets/serve.py did not answer on port {port} (exit code {process.poll()})")
+
+
+def resident_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's memory from /proc: VmRSS now, or VmHWM, its peak."""
+    with open(f"/proc/{pid}/status") as status:
+        return int(next(line for line in status if line.startswith(field)).split()[1]) / 1024
+
+
+def post_photos(ports, photo: bytes, clients: int, count: int, seconds: float):
+    """`count` POST /predict of one photo by `clients` threads, each on its own kept-alive connection to
+    ports[k % len(ports)], stopping early after `seconds`: (latencies of the 200s, statuses, wall seconds)."""
+    import http.client
+    import threading
+    from collections import Counter
+    from concurrent.futures import ThreadPoolExecutor
+
+    lock, sent, latencies, statuses = threading.Lock(), [0], [], Counter()
+    deadline = time.monotonic() + seconds
+
+    def client(k):
+        connection = http.client.HTTPConnection("127.0.0.1", ports[k % len(ports)], timeout=60)
+        while time.monotonic() < deadline:
+            with lock:
+                if sent[0] >= count:
+                    break
+                sent[0] += 1
+            start = time.perf_counter()
+            connection.request("POST", "/predict", photo, {"Content-Type": "image/jpeg"})
+            response = connection.getresponse()
+            response.read()
+            took = time.perf_counter() - start
+            with lock:
+                statuses[response.status] += 1
+                if response.status == 200:
+                    latencies.append(took)
+        connection.close()
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, range(clients)))
+    return latencies, statuses, time.perf_counter() - start
+
+
+def first_answer_on_the_page(port, image_path) -> float | None:
+    """Seconds from choosing the photo on the page to its faces drawn, in headless Chromium; None
+    where Playwright or /usr/bin/chromium is missing."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return None
+    if not Path("/usr/bin/chromium").is_file():
+        return None
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{port}/")
+        start = time.perf_counter()
+        page.set_input_files("#file", str(image_path))
+        page.wait_for_selector("#canvas[data-faces]", timeout=30_000)
+        seconds = time.perf_counter() - start
+        browser.close()
+    return seconds
+
+
+def bench_serve(model_path, image_path, requests: int = 300, seconds: float = 60, memory_requests: int = 1000):
+    """nets/serve.py on loopback: requests per second and latency for 1, 4 and 16 clients, each way of
+    using both cores; the default server's memory over `memory_requests` requests; the page's first answer."""
+    import os
+
+    import numpy as np
+
+    photo = Path(image_path).read_bytes()
+    ways = [("1 thread", 1, 1), ("2 threads sharing one AgeEstimator (the default)", 2, 1),
+            ("2 processes of 1 thread, clients split between them", 1, 2)]
+    rows, rates = [], {}
+    for name, threads, processes in ways:
+        servers = [start_server(model_path, threads) for _ in range(processes)]
+        ports = [port for _, port in servers]
+        try:
+            post_photos(ports, photo, 2 * processes, 10 * processes, seconds)  # every thread warm
+            for clients in (1, 4, 16):
+                latencies, statuses, wall = post_photos(ports, photo, clients, requests, seconds)
+                rate = len(latencies) / wall
+                rates[name, clients] = rate
+                others = ", ".join(f"{n} x {s}" for s, n in sorted(statuses.items()) if s != 200) or "-"
+                rows.append([name, clients, len(latencies), f"{rate:.1f}", f"{np.median(latencies) * 1e3:.0f}",
+                             f"{np.percentile(latencies, 95) * 1e3:.0f}", others])
+        finally:
+            for process, _ in servers:
+                process.terminate()
+                process.wait(timeout=30)
+    base = {clients: rates["1 thread", clients] for clients in (1, 4, 16)}
+    for row in rows:
+        row.insert(4, f"{rates[row[0], row[1]] / base[row[1]]:.2f}x")
+    table(f"nets/serve.py on loopback, POST /predict of {Path(image_path).name} (raw JPEG, {len(photo) // 1000} KB) "
+          f"by clients on kept-alive connections; up to {requests} requests or {seconds:g} s per row; the clients run "
+          "on the same 2 cores", ["server", "clients", "answers", "requests/s", "vs 1 thread", "median ms",
+                                   "95th percentile ms", "other statuses"], rows)
+
+    process, port = start_server(model_path, os.cpu_count() or 1)
+    try:
+        post_photos([port], photo, 4, 50, seconds)
+        before = resident_mb(process.pid)
+        _, statuses, wall = post_photos([port], photo, 4, memory_requests, 10 * seconds)
+        after, peak = resident_mb(process.pid), resident_mb(process.pid, "VmHWM")
+        page = first_answer_on_the_page(port, image_path)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    table(f"The default server's memory over {memory_requests} more requests (4 clients, after 50 to warm up)",
+          ["answers", "seconds", "memory before MB", "after MB", "growth MB", "peak MB"],
+          [[statuses[200], f"{wall:.0f}", f"{before:.0f}", f"{after:.0f}", f"{after - before:+.1f}", f"{peak:.0f}"]])
+    table("The page (headless Chromium): choosing the photo to its faces drawn", ["photo", "seconds"],
+          [[Path(image_path).name, "skipped: needs playwright and /usr/bin/chromium" if page is None else f"{page:.2f}"]])
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("model", "photo", "threads", "cli", "video", "large", "train", "preprocess",
-                                          "all"))
+    p.add_argument("what", choices=("model", "photo", "threads", "serve", "cli", "video", "large", "train",
+                                    "preprocess", "all"))
     p.add_argument("--model", default=None, help="the model of the default path (default: nets/test.py's)")
     p.add_argument("--keras-model", default=str(REPO / "model" / "c3ae_utk_asia_age_gender.keras"),
                    help="the .keras model: timed alone, and the model of the path before YuNet and .tflite")
@@ -426,6 +571,8 @@ def main(argv=None):
             bench_photo(model, args.keras_model, args.image, args.repeats, detectors)
         if args.what in ("threads", "all"):
             bench_threads(model, args.image)
+        if args.what in ("serve", "all"):
+            bench_serve(model, args.image)
         if args.what in ("cli", "all"):
             bench_cli(args.image, args.keras_model, max(3, args.repeats // 4), detectors, args.model)
         if args.what in ("video", "all"):

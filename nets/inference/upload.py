@@ -23,7 +23,7 @@ class UploadError(Exception):
 
 
 def megabytes(count: int) -> str:
-    return f"{count / 1e6:.1f} MB"
+    return f"{count / 1e6:g} MB"
 
 
 async def read_body(request, limit: int, seconds: float) -> bytearray:
@@ -32,7 +32,7 @@ async def read_body(request, limit: int, seconds: float) -> bytearray:
     a slow sender would otherwise hold its place in the queue for ever."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise UploadError(413, f"the upload is {megabytes(int(declared))}, over the limit of {megabytes(limit)}")
+        raise UploadError(413, f"the upload is {int(declared):,} bytes, over the limit of {megabytes(limit)}")
     body = bytearray()
     try:
         async with asyncio.timeout(seconds):
