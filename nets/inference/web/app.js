@@ -50,8 +50,6 @@ function drawAnswer(photo, answer) {
   const toCanvas = canvas.width / answer.width;
   const perScreenPixel = canvas.width / Math.max(1, canvas.clientWidth);  // canvas pixels per CSS pixel
   const line = Math.max(3, 2.5 * perScreenPixel);
-  const fontSize = Math.round(16 * perScreenPixel);  // 16 px on the screen, however the photo is scaled
-  ctx.font = `bold ${fontSize}px system-ui, sans-serif`;
   ctx.textBaseline = "top";
 
   const list = $("faces");
@@ -64,10 +62,17 @@ function drawAnswer(photo, answer) {
     ctx.lineWidth = line;
     ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
 
+    // 12 to 16 px on the screen, however the photo is scaled: smaller on small faces
+    const screenFont = Math.min(16, Math.max(12, (x2 - x1) / perScreenPixel / 4));
+    const fontSize = Math.round(screenFont * perScreenPixel);
+    ctx.font = `bold ${fontSize}px system-ui, sans-serif`;
     const pad = Math.round(fontSize * 0.25);
     const width = ctx.measureText(label).width + 2 * pad;
     const height = fontSize + 2 * pad;
-    const top = y1 - line / 2 - height >= 0 ? y1 - line / 2 - height : y1 + line / 2;  // above the box, or inside
+    // above the box, else below it, else inside its top: never over the face where there is room
+    const above = y1 - line / 2 - height;
+    const below = y2 + line / 2;
+    const top = above >= 0 ? above : below + height <= canvas.height ? below : y1 + line / 2;
     const left = Math.min(Math.max(0, x1 - line / 2), canvas.width - width);
     ctx.fillStyle = color;
     ctx.fillRect(left, top, width, height);
@@ -97,8 +102,14 @@ function faceItem(face, label, color) {
   return item;
 }
 
+// Indented JSON with every list of numbers on one line (a face's box, landmarks and distribution).
+function readableJson(value) {
+  return JSON.stringify(value, null, 2).replace(/\[\s+([-\d.e+,\s]+?)\s+\]/g,
+    (_, numbers) => `[${numbers.split(/,\s*/).join(", ")}]`);
+}
+
 function showJson(answer) {
-  $("json").textContent = JSON.stringify(answer, null, 2);
+  $("json").textContent = readableJson(answer);
   $("answer").hidden = false;
 }
 
