@@ -58,3 +58,34 @@ def test_photo_folder_and_video_run_in_the_light_environment(tmp_path, astronaut
     mtcnn = light("nets/test.py", "-i", astronaut_path, "--no-show", "--detector", "mtcnn", "-o", tmp_path / "m.jpg")
     lines = [line for line in mtcnn.stderr.splitlines() if line.strip()]
     assert mtcnn.returncode != 0 and len(lines) == 1 and "mtcnn, tensorflow" in lines[0], mtcnn.stderr
+
+
+def test_the_server_runs_in_the_light_environment():
+    """nets/serve.py as the README starts it, in the light environment: the page, a photo, the model."""
+    import time
+
+    from serving import free_port, request
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([LIGHT_PYTHON, "nets/serve.py", "--port", str(port), "--quiet"], cwd=REPO_ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while server.poll() is None and time.monotonic() < deadline:
+            try:
+                if request(url, "GET", "/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        assert server.poll() is None, server.communicate()[1]
+        answer = request(url, "POST", "/predict", (REPO_ROOT / "assets" / "astronaut.jpg").read_bytes(),
+                         {"Content-Type": "image/jpeg"})
+        assert answer.status == 200, answer.body
+        faces = answer.json()["faces"]
+        assert len(faces) == 1 and faces[0]["gender"] in ("F", "M") and 0 < faces[0]["age"] < 100
+        assert request(url, "GET", "/model").json()["card"]["lists_this_file"] is True
+        assert request(url, "GET", "/").status == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
