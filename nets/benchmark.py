@@ -483,56 +483,68 @@ def first_answer_on_the_page(port, image_path) -> float | None:
     return seconds
 
 
-def bench_serve(model_path, image_path, requests: int = 300, seconds: float = 60, memory_requests: int = 1000):
-    """nets/serve.py on loopback: requests per second and latency for 1, 4 and 16 clients, each way of
-    using both cores; the default server's memory over `memory_requests` requests; the page's first answer."""
+def bench_serve(model_path, image_path, requests: int = 150, rounds: int = 3, seconds: float = 60,
+                memory_requests: int = 1000):
+    """nets/serve.py on loopback: requests per second and latency for 1, 4 and 16 clients, for each way of
+    using both cores (the ways take turns, `rounds` times, so that a busy spell of the machine hits them
+    alike); the default server's memory over `memory_requests` requests; the page's first answer."""
     import os
+    from collections import Counter
 
     import numpy as np
 
     photo = Path(image_path).read_bytes()
-    ways = [("1 thread", 1, 1), ("2 threads sharing one AgeEstimator (the default)", 2, 1),
-            ("2 processes of 1 thread, clients split between them", 1, 2)]
-    rows, rates = [], {}
-    for name, threads, processes in ways:
-        servers = [start_server(model_path, threads) for _ in range(processes)]
-        ports = [port for _, port in servers]
-        try:
-            post_photos(ports, photo, 2 * processes, 10 * processes, seconds)  # every thread warm
+    ways = {"1 thread": (1, 1), "2 threads sharing one AgeEstimator (the default)": (2, 1),
+            "2 processes of 1 thread, clients split between them": (1, 2)}
+    servers = {name: [start_server(model_path, threads) for _ in range(processes)]
+               for name, (threads, processes) in ways.items()}
+    runs = {}  # (way, clients): [(answers' latencies, statuses, wall seconds) per round]
+    try:
+        for name, started in servers.items():
+            post_photos([port for _, port in started], photo, 2 * len(started), 10 * len(started), seconds)  # warm
+        for _ in range(rounds):
             for clients in (1, 4, 16):
-                latencies, statuses, wall = post_photos(ports, photo, clients, requests, seconds)
-                rate = len(latencies) / wall
-                rates[name, clients] = rate
-                others = ", ".join(f"{n} x {s}" for s, n in sorted(statuses.items()) if s != 200) or "-"
-                rows.append([name, clients, len(latencies), f"{rate:.1f}", f"{np.median(latencies) * 1e3:.0f}",
-                             f"{np.percentile(latencies, 95) * 1e3:.0f}", others])
-        finally:
-            for process, _ in servers:
+                for name, started in servers.items():
+                    runs.setdefault((name, clients), []).append(
+                        post_photos([port for _, port in started], photo, clients, requests, seconds))
+    finally:
+        for started in servers.values():
+            for process, _ in started:
                 process.terminate()
                 process.wait(timeout=30)
-    base = {clients: rates["1 thread", clients] for clients in (1, 4, 16)}
-    for row in rows:
-        row.insert(4, f"{rates[row[0], row[1]] / base[row[1]]:.2f}x")
-    table(f"nets/serve.py on loopback, POST /predict of {Path(image_path).name} (raw JPEG, {len(photo) // 1000} KB) "
-          f"by clients on kept-alive connections; up to {requests} requests or {seconds:g} s per row; the clients run "
-          "on the same 2 cores", ["server", "clients", "answers", "requests/s", "vs 1 thread", "median ms",
-                                   "95th percentile ms", "other statuses"], rows)
+    rows = []
+    for clients in (1, 4, 16):
+        base = statistics.median(len(lat) / wall for lat, _, wall in runs["1 thread", clients])
+        for name in ways:
+            measured = runs[name, clients]
+            rate = statistics.median(len(lat) / wall for lat, _, wall in measured)
+            latencies = [t for lat, _, _ in measured for t in lat]
+            statuses = sum((st for _, st, _ in measured), Counter())
+            others = ", ".join(f"{n} x {s}" for s, n in sorted(statuses.items()) if s != 200) or "-"
+            rows.append([name, clients, f"{rate:.1f}", f"{rate / base:.2f}x", f"{np.median(latencies) * 1e3:.0f}",
+                         f"{np.percentile(latencies, 95) * 1e3:.0f}", others])
+    table(f"nets/serve.py on loopback: POST /predict of {Path(image_path).name} (raw JPEG, {len(photo) // 1000} KB) by "
+          f"clients on kept-alive connections, {requests} requests per run, {rounds} runs per row taking turns with "
+          "the other rows (requests/s: the median run; latencies: all answers); the clients run on the same cores",
+          ["server", "clients", "requests/s", "vs 1 thread", "median ms", "95th percentile ms", "other statuses"], rows)
 
     process, port = start_server(model_path, os.cpu_count() or 1)
     try:
+        page = first_answer_on_the_page(port, image_path)  # the server's first photo
         post_photos([port], photo, 4, 50, seconds)
         before = resident_mb(process.pid)
         _, statuses, wall = post_photos([port], photo, 4, memory_requests, 10 * seconds)
         after, peak = resident_mb(process.pid), resident_mb(process.pid, "VmHWM")
-        page = first_answer_on_the_page(port, image_path)
     finally:
         process.terminate()
         process.wait(timeout=30)
     table(f"The default server's memory over {memory_requests} more requests (4 clients, after 50 to warm up)",
           ["answers", "seconds", "memory before MB", "after MB", "growth MB", "peak MB"],
           [[statuses[200], f"{wall:.0f}", f"{before:.0f}", f"{after:.0f}", f"{after - before:+.1f}", f"{peak:.0f}"]])
-    table("The page (headless Chromium): choosing the photo to its faces drawn", ["photo", "seconds"],
+    table("The page (headless Chromium, the server's first photo): choosing the photo to its faces drawn",
+          ["photo", "seconds"],
           [[Path(image_path).name, "skipped: needs playwright and /usr/bin/chromium" if page is None else f"{page:.2f}"]])
+
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -7,7 +7,7 @@
   curl -F image=@assets/astronaut.jpg http://127.0.0.1:8000/predict
 
 POST /predict (a photo: the raw body as image/..., or the multipart field 'image'), GET /health,
-GET /model, GET /docs (the API's OpenAPI page). Photos are never written to disk. With the default
+GET /model, GET /openapi.json (the API's description). Photos are never written to disk. With the default
 .tflite model and YuNet nothing imports TensorFlow: the light install plus fastapi, uvicorn and
 python-multipart is enough.
 """

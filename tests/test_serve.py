@@ -184,6 +184,27 @@ def test_bad_input_over_real_http_and_the_server_goes_on(server):
     assert good.status == 200 and len(good.json()["faces"]) == 1
 
 
+def test_a_slow_upload_is_given_up_with_408_and_its_place_given_back():
+    import socket
+
+    app = create_app(threads=1, queue=0, read_seconds=0.5)  # one place only
+    with running(app) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as slow:
+            slow.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                         b"Content-Length: 100000\r\n\r\n" + PHOTO[:1000])  # and then nothing more
+            head = slow.recv(65536).decode("latin-1")
+        assert head.startswith("HTTP/1.1 408") and "the upload took longer than 0.5 s to arrive" in head, head
+        assert request(url, "POST", "/predict", PHOTO, JPEG).status == 200
+
+
+def test_the_api_describes_itself(client):
+    schema = client.get("/openapi.json").json()
+    assert set(schema["paths"]) == {"/predict", "/health", "/model"}
+    assert {"200", "413", "415", "422", "503"} <= set(schema["paths"]["/predict"]["post"]["responses"])
+    assert client.get("/docs").status_code == 404  # FastAPI's pages fetch scripts from the internet: off
+
+
 def test_a_flood_gets_503_at_once_and_the_server_goes_on():
     app = create_app(threads=1, queue=1)  # two places: one photo computed, one waiting
     group = jpeg_of(several_faces_photo())

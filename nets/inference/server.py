@@ -221,8 +221,10 @@ def create_app(model_path=DEFAULT_MODEL, detector: str = DEFAULT_DETECTOR, threa
         yield
         pool.close()
 
+    # GET /openapi.json describes the API; FastAPI's documentation pages are off, as they fetch their
+    # scripts from the internet
     app = FastAPI(title="C3AE", summary="Age and gender of every face in a photo", lifespan=lifespan,
-                  docs_url="/docs", redoc_url=None)
+                  docs_url=None, redoc_url=None)
     app.state.pool = pool
 
     def answer(data, name: str) -> dict:
@@ -273,7 +275,7 @@ def create_app(model_path=DEFAULT_MODEL, detector: str = DEFAULT_DETECTOR, threa
     async def http_error(request, error: StarletteHTTPException):
         if error.status_code == 404:
             detail = (f"there is nothing at {request.url.path}: the API has POST /predict, GET /health, "
-                      "GET /model, and the page at /")
+                      "GET /model, GET /openapi.json, and the page at /")
         elif error.status_code == 405:
             detail = f"{request.method} is not accepted at {request.url.path}"
         else:
