@@ -119,6 +119,17 @@ def test_the_page_and_its_files_are_served(client):
         assert client.get(path).status_code == 200, path
 
 
+def test_a_model_without_a_card_is_served_and_said_to_have_none(tmp_path):
+    import shutil
+
+    copy = shutil.copy(DEFAULT_MODEL, tmp_path / "mine.float32.tflite")
+    with TestClient(create_app(copy, threads=1)) as mine:
+        model = mine.get("/model").json()
+        assert model["name"] == "mine.float32.tflite" and model["card"] is None
+        answer = mine.post("/predict", content=PHOTO, headers=JPEG).json()
+        assert answer["model"]["name"] == "mine.float32.tflite" and len(answer["faces"]) == 1
+
+
 def test_the_card_of_an_export_is_the_card_of_its_model(tmp_path):
     assert card_path(tmp_path / "m.float32.tflite") == tmp_path / "m.card.json"
     assert card_path(tmp_path / "m.keras") == tmp_path / "m.card.json"

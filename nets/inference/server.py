@@ -106,7 +106,7 @@ class Error(BaseModel):
 
 
 class ServerBusy(Exception):
-    pass
+    """Every thread is busy and the queue is full."""
 
 
 class InferencePool:
@@ -171,8 +171,11 @@ def model_summary(model_path, detector: str, outputs) -> dict:
     summary = {"name": path.name, "sha256": digest, "bytes": path.stat().st_size, "detector": detector,
                "outputs": list(outputs), "card": None}
     card_file = card_path(path)
-    if card_file.is_file():
+    try:
         card = json.loads(card_file.read_text())
+    except (OSError, ValueError):  # no card beside this model, or one that cannot be read
+        card = None
+    if isinstance(card, dict):
         description, data, validation = card.get("description", {}), card.get("data", {}), card.get("validation", {})
         summary["card"] = {
             "file": card_file.name,

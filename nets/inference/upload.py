@@ -45,61 +45,71 @@ async def read_body(request, limit: int, seconds: float) -> bytearray:
     return body
 
 
+class FieldReader:
+    """python-multipart's callbacks, keeping the bytes and file name of the first part named `field`."""
+
+    def __init__(self, field: str):
+        self.field = field.encode()
+        self.data, self.filename, self.complete = None, None, False
+        self._headers, self._name, self._value, self._wanted = {}, b"", b"", False
+
+    def callbacks(self) -> dict:
+        return {"on_part_begin": self.part_begins, "on_header_field": self.header_name,
+                "on_header_value": self.header_value, "on_header_end": self.header_ends,
+                "on_headers_finished": self.headers_end, "on_part_data": self.part_data,
+                "on_part_end": self.part_ends}
+
+    def part_begins(self):
+        self._headers, self._wanted = {}, False
+
+    def header_name(self, data, start, end):
+        self._name += data[start:end]
+
+    def header_value(self, data, start, end):
+        self._value += data[start:end]
+
+    def header_ends(self):
+        self._headers[self._name.lower()] = self._value
+        self._name = self._value = b""
+
+    def headers_end(self):
+        from python_multipart.multipart import parse_options_header
+
+        options = parse_options_header(self._headers.get(b"content-disposition", b""))[1]
+        if options.get(b"name") == self.field and self.data is None:
+            self._wanted, self.data = True, bytearray()
+            filename = options.get(b"filename")
+            self.filename = filename.decode("utf-8", "replace") if filename else None
+
+    def part_data(self, data, start, end):
+        if self._wanted:
+            self.data += data[start:end]
+
+    def part_ends(self):
+        if self._wanted:
+            self.complete = True
+
+
 def multipart_field(body: bytes, content_type: str, field: str) -> tuple[bytearray, str | None]:
     """The bytes of the first part named `field` of a multipart/form-data body, and its file name."""
-    from python_multipart.multipart import MultipartParser, parse_options_header
     from python_multipart.exceptions import MultipartParseError
+    from python_multipart.multipart import MultipartParser, parse_options_header
 
     boundary = parse_options_header(content_type)[1].get(b"boundary")
     if not boundary:
         raise UploadError(400, "the multipart form has no boundary in its Content-Type header")
-    found = {"data": None, "name": None, "complete": False}
-    part = {}  # the part being read: its headers so far and whether it is the one wanted
-
-    def begin():
-        part.clear()
-        part.update(headers={}, header_name=b"", header_value=b"", wanted=False)
-
-    def header_field(data, start, end):
-        part["header_name"] += data[start:end]
-
-    def header_value(data, start, end):
-        part["header_value"] += data[start:end]
-
-    def header_end():
-        part["headers"][part["header_name"].lower()] = part["header_value"]
-        part["header_name"] = part["header_value"] = b""
-
-    def headers_finished():
-        options = parse_options_header(part["headers"].get(b"content-disposition", b""))[1]
-        if options.get(b"name") == field.encode() and found["data"] is None:
-            part["wanted"] = True
-            found["data"] = bytearray()
-            filename = options.get(b"filename")
-            found["name"] = filename.decode("utf-8", "replace") if filename else None
-
-    def data(chunk, start, end):
-        if part.get("wanted"):
-            found["data"] += chunk[start:end]
-
-    def end():
-        if part.get("wanted"):
-            found["complete"] = True
-
-    parser = MultipartParser(boundary, {"on_part_begin": begin, "on_header_field": header_field,
-                                        "on_header_value": header_value, "on_header_end": header_end,
-                                        "on_headers_finished": headers_finished, "on_part_data": data,
-                                        "on_part_end": end})
+    reader = FieldReader(field)
+    parser = MultipartParser(boundary, reader.callbacks())
     try:
         parser.write(body)
         parser.finalize()
     except MultipartParseError as exc:
         raise UploadError(400, f"the multipart form cannot be read ({exc})") from None
-    if found["data"] is None:
+    if reader.data is None:
         raise UploadError(400, f"the multipart form has no field named '{field}' (send the photo in it)")
-    if not found["complete"]:
+    if not reader.complete:
         raise UploadError(400, f"the multipart form ends inside its field '{field}' (the upload was cut short?)")
-    return found["data"], found["name"]
+    return reader.data, reader.filename
 
 
 async def uploaded_photo(request, limit: int, seconds: float) -> tuple[bytearray, str]:
