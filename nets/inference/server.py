@@ -32,12 +32,13 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from detect import DEFAULT_DETECTOR, ImageReadError
+from detect import DEFAULT_DETECTOR, ImageReadError, load_image
 from detect.prepare import MAX_PIXELS, decode_image, megapixels
-from nets.inference.predict import DEFAULT_MODEL, AgeEstimator
+from nets.inference.predict import DEFAULT_MODEL, REPO_ROOT, AgeEstimator
 from nets.inference.upload import IMAGE_FIELD, UploadError, megabytes, uploaded_photo
 
 WEB = Path(__file__).resolve().parent / "web"  # the page: plain HTML, CSS and JavaScript, no build step
+WARM_UP_PHOTO = REPO_ROOT / "assets" / "astronaut.jpg"
 MAX_BODY_BYTES = 25_000_000  # a 50 MP camera JPEG (the pixel limit) is 10-25 MB
 QUEUE = 32                   # requests that may wait for a thread; more at once are answered 503
 READ_SECONDS = 30            # the longest an upload may take to arrive
@@ -119,14 +120,18 @@ class InferencePool:
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="c3ae-predict")
 
     def warm_up(self):
-        """Each thread makes its detector and interpreter now, so that no first request pays for it.
-        The barrier holds every task until all have started, so each runs on a thread of its own."""
+        """Each thread makes its detector and interpreter and runs them on a face now, so that no first
+        request pays for it. The barrier holds every task until all have started, so each runs on a
+        thread of its own."""
         barrier = threading.Barrier(self.threads)
-        blank = np.zeros((64, 64, 3), np.uint8)
+        try:
+            photo = load_image(WARM_UP_PHOTO)
+        except ImageReadError:  # a copy of the code without its assets: the detector alone is warmed
+            photo = np.zeros((64, 64, 3), np.uint8)
 
         def warm():
             barrier.wait(timeout=60)
-            self.estimator.predict(blank)
+            self.estimator.predict(photo)
 
         for task in [self._executor.submit(warm) for _ in range(self.threads)]:
             task.result()

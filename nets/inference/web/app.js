@@ -12,7 +12,7 @@ const COLORS = {  // the colours of nets/inference/predict.py draw_predictions, 
 const LARGEST_CANVAS = 2400;  // pixels on the longer side: a 50 MP photo is drawn on a smaller copy
 
 const $ = (id) => document.getElementById(id);
-let pending = null;  // the request in flight, cancelled when another photo comes
+let latest = null;  // the latest photo's request: an earlier one is cancelled, and its answer not drawn
 let camera = null;   // the webcam's stream while it is open
 
 // "34 (28-41) F": the age, its range where the answer has one, the gender, and "?" for a doubtful face.
@@ -122,34 +122,33 @@ async function readAnswer(response) {
 }
 
 async function onPhoto(blob, name) {
-  if (pending) pending.abort();
+  if (latest) latest.abort();
   const request = new AbortController();
-  pending = request;
+  latest = request;
   const started = performance.now();
   say(`Looking for faces in ${name}…`);
   const form = new FormData();
   form.append("image", blob, name);
+  // decoded while the server works; EXIF orientation applied, as the server does
+  const decoding = createImageBitmap(blob).catch(() => null);
   let response, answer;
   try {
     response = await fetch("/predict", { method: "POST", body: form, signal: request.signal });
     answer = await readAnswer(response);
   } catch (error) {
-    if (error.name === "AbortError") return;
-    say(`The server cannot be reached (${error.message}).`, true);
+    if (error.name !== "AbortError") say(`The server cannot be reached (${error.message}).`, true);
     return;
-  } finally {
-    if (pending === request) pending = null;
   }
+  if (latest !== request) return;
   showJson(answer);
   if (!response.ok) {
     $("result").hidden = true;
     say(`${response.status}: ${answer.detail}`, true);
     return;
   }
-  let photo;
-  try {
-    photo = await createImageBitmap(blob);  // EXIF orientation applied, as the server does
-  } catch {
+  const photo = await decoding;
+  if (latest !== request) return;
+  if (!photo) {
     $("result").hidden = true;
     say(`${answer.faces.length} face(s) found, but this browser cannot show the photo; see the JSON below.`);
     return;
