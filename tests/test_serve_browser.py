@@ -122,6 +122,21 @@ def test_the_age_range_is_drawn_where_the_answer_has_one(page):
     assert page.evaluate("C3AE.labelFor({age: 7.49, gender: null, warning: 'upside down'})") == "7 ?"
 
 
+def test_a_photo_dropped_on_the_page_is_answered(page):
+    import base64
+
+    page.evaluate("""(data) => {
+        const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], "dropped.jpg", { type: "image/jpeg" }));
+        const drop = new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true });
+        document.getElementById("drop").dispatchEvent(drop);
+    }""", base64.b64encode(ASTRONAUT.read_bytes()).decode())
+    page.wait_for_selector("#canvas[data-faces]", timeout=30_000)
+    assert page.get_attribute("#canvas", "data-faces") == "1"
+    assert page.inner_text("#status").startswith("1 face found")
+
+
 def test_a_bad_file_shows_the_servers_sentence(page, tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("not a photo")
