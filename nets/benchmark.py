@@ -562,6 +562,8 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--rounds", type=int, default=5, help="train: epochs per feed, taking turns")
+    p.add_argument("--requests", type=int, default=150, help="serve: requests per run (3 runs per row)")
+    p.add_argument("--memory-requests", type=int, default=1000, help="serve: requests over which memory is watched")
     p.add_argument("--detector", choices=("yunet", "mtcnn", "both"), default="both",
                    help="photo, cli, video, large, preprocess: time only this detector's path (default: both; "
                         "the rows of the path before, with MTCNN, need mtcnn)")
@@ -584,7 +586,7 @@ def main(argv=None):
         if args.what in ("threads", "all"):
             bench_threads(model, args.image)
         if args.what in ("serve", "all"):
-            bench_serve(model, args.image)
+            bench_serve(model, args.image, args.requests, memory_requests=args.memory_requests)
         if args.what in ("cli", "all"):
             bench_cli(args.image, args.keras_model, max(3, args.repeats // 4), detectors, args.model)
         if args.what in ("video", "all"):

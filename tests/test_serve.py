@@ -345,3 +345,18 @@ def test_serve_command_refuses_a_missing_model_in_one_sentence(tmp_path):
                             capture_output=True, text=True, timeout=120)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2 and lines == [f"error: model file {tmp_path / 'none.tflite'} does not exist"]
+
+
+@pytest.mark.slow
+def test_serve_benchmark_prints_every_way_and_client_count():
+    result = subprocess.run([sys.executable, "nets/benchmark.py", "serve", "--requests", "6", "--memory-requests", "30"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.strip("| ").split(" | ") for line in result.stdout.splitlines()
+            if line.startswith("| ") and "---" not in line]
+    speed = [row for row in rows if row[0].startswith(("1 thread", "2 threads", "2 processes"))]
+    ways = sorted((" ".join(row[0].split()[:2]), int(row[1])) for row in speed)
+    assert ways == sorted((way, clients) for way in ("1 thread", "2 threads", "2 processes") for clients in (1, 4, 16))
+    assert all(float(row[2]) > 0 and row[-1] == "-" for row in speed), result.stdout  # every request answered 200
+    memory = next(row for row in rows if row[0] == "30")  # answers, seconds, before, after, growth, peak
+    assert abs(float(memory[4])) < 50, result.stdout
