@@ -425,6 +425,15 @@ def resident_mb(pid: int, field: str = "VmRSS") -> float:
         return int(next(line for line in status if line.startswith(field)).split()[1]) / 1024
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU time a process has used, all its threads, user and system (/proc/PID/stat)."""
+    import os
+
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def post_photos(ports, photo: bytes, clients: int, count: int, seconds: float):
     """`count` POST /predict of one photo by `clients` threads, each on its own kept-alive connection to
     ports[k % len(ports)], stopping early after `seconds`: (latencies of the 200s, statuses, wall seconds)."""
@@ -498,15 +507,17 @@ def bench_serve(model_path, image_path, requests: int = 150, rounds: int = 3, se
             "2 processes of 1 thread, clients split between them": (1, 2)}
     servers = {name: [start_server(model_path, threads) for _ in range(processes)]
                for name, (threads, processes) in ways.items()}
-    runs = {}  # (way, clients): [(answers' latencies, statuses, wall seconds) per round]
+    runs = {}  # (way, clients): [(answers' latencies, statuses, wall seconds, server CPU seconds) per round]
     try:
         for name, started in servers.items():
             post_photos([port for _, port in started], photo, 2 * len(started), 10 * len(started), seconds)  # warm
         for _ in range(rounds):
             for clients in (1, 4, 16):
                 for name, started in servers.items():
-                    runs.setdefault((name, clients), []).append(
-                        post_photos([port for _, port in started], photo, clients, requests, seconds))
+                    cpu = sum(cpu_seconds(process.pid) for process, _ in started)
+                    run = post_photos([port for _, port in started], photo, clients, requests, seconds)
+                    cpu = sum(cpu_seconds(process.pid) for process, _ in started) - cpu
+                    runs.setdefault((name, clients), []).append((*run, cpu))
     finally:
         for started in servers.values():
             for process, _ in started:
@@ -514,19 +525,21 @@ def bench_serve(model_path, image_path, requests: int = 150, rounds: int = 3, se
                 process.wait(timeout=30)
     rows = []
     for clients in (1, 4, 16):
-        base = statistics.median(len(lat) / wall for lat, _, wall in runs["1 thread", clients])
+        base = statistics.median(len(lat) / wall for lat, _, wall, _ in runs["1 thread", clients])
         for name in ways:
             measured = runs[name, clients]
-            rate = statistics.median(len(lat) / wall for lat, _, wall in measured)
-            latencies = [t for lat, _, _ in measured for t in lat]
-            statuses = sum((st for _, st, _ in measured), Counter())
+            rate = statistics.median(len(lat) / wall for lat, _, wall, _ in measured)
+            cpu = statistics.median(cpu / max(1, len(lat)) for lat, _, _, cpu in measured)
+            latencies = [t for lat, _, _, _ in measured for t in lat]
+            statuses = sum((st for _, st, _, _ in measured), Counter())
             others = ", ".join(f"{n} x {s}" for s, n in sorted(statuses.items()) if s != 200) or "-"
             rows.append([name, clients, f"{rate:.1f}", f"{rate / base:.2f}x", f"{np.median(latencies) * 1e3:.0f}",
-                         f"{np.percentile(latencies, 95) * 1e3:.0f}", others])
+                         f"{np.percentile(latencies, 95) * 1e3:.0f}", f"{cpu * 1e3:.1f}", others])
     table(f"nets/serve.py on loopback: POST /predict of {Path(image_path).name} (raw JPEG, {len(photo) // 1000} KB) by "
           f"clients on kept-alive connections, {requests} requests per run, {rounds} runs per row taking turns with "
           "the other rows (requests/s: the median run; latencies: all answers); the clients run on the same cores",
-          ["server", "clients", "requests/s", "vs 1 thread", "median ms", "95th percentile ms", "other statuses"], rows)
+          ["server", "clients", "requests/s", "vs 1 thread", "median ms", "95th percentile ms",
+           "server CPU ms per answer", "other statuses"], rows)
 
     process, port = start_server(model_path, os.cpu_count() or 1)
     try:
