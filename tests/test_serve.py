@@ -210,6 +210,20 @@ def test_a_slow_upload_is_given_up_with_408_and_its_place_given_back():
         assert request(url, "POST", "/predict", PHOTO, JPEG).status == 200
 
 
+def test_a_client_gone_mid_upload_leaves_the_server_serving(server):
+    import socket
+
+    port = int(server.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as gone:
+        gone.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                     b"Content-Length: 100000\r\n\r\n" + PHOTO[:1000])
+    deadline = time.monotonic() + 10
+    while request(server, "GET", "/health").json()["requests_now"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert request(server, "GET", "/health").json()["requests_now"] == 0  # its place given back
+    assert request(server, "POST", "/predict", PHOTO, JPEG).status == 200
+
+
 def test_the_api_describes_itself(client):
     schema = client.get("/openapi.json").json()
     assert set(schema["paths"]) == {"/predict", "/health", "/model"}

@@ -8,8 +8,10 @@ The model is loaded once, by create_app. One AgeEstimator is shared by a fixed p
 gives each thread its own detector and interpreter, so the threads use both cores); a request holds
 a place from its first byte to its answer, and one that finds every place taken (the threads busy
 and the queue full) is answered 503 at once: a flood costs neither unbounded memory nor unbounded
-waiting. Photos are read into memory and never written to disk (nets/inference/upload.py). Every
-error is JSON, {"detail": "one sentence"}, with its HTTP status.
+waiting. Threads, not uvicorn's worker processes: an answer costs the same CPU time either way
+(`python nets/benchmark.py serve`), and threads keep one model in memory and one exact bound on the
+queue. Photos are read into memory and never written to disk (nets/inference/upload.py). Every error
+is JSON, {"detail": "one sentence"}, with its HTTP status.
 With a .tflite model and YuNet nothing here imports TensorFlow.
 """
 from __future__ import annotations
@@ -26,7 +28,6 @@ from typing import Literal
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
@@ -289,10 +290,6 @@ def create_app(model_path=DEFAULT_MODEL, detector: str = DEFAULT_DETECTOR, threa
         else:
             detail = str(error.detail)
         return json_error(error.status_code, detail, getattr(error, "headers", None))
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request, error: RequestValidationError):
-        return json_error(422, f"the request is not understood ({error.errors()[0].get('msg', 'invalid')})")
 
     @app.exception_handler(Exception)
     async def failed(request, error: Exception):  # logged by the server too; it goes on serving

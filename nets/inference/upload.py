@@ -33,6 +33,8 @@ async def read_body(request, limit: int, seconds: float) -> bytearray:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise UploadError(413, f"the upload is {int(declared):,} bytes, over the limit of {megabytes(limit)}")
+    from starlette.requests import ClientDisconnect
+
     body = bytearray()
     try:
         async with asyncio.timeout(seconds):
@@ -42,6 +44,8 @@ async def read_body(request, limit: int, seconds: float) -> bytearray:
                     raise UploadError(413, f"the upload is over the limit of {megabytes(limit)}")
     except TimeoutError:
         raise UploadError(408, f"the upload took longer than {seconds:g} s to arrive") from None
+    except ClientDisconnect:  # nobody is left to read the answer; said so in the log, without a traceback
+        raise UploadError(400, "the client went away before its upload had arrived") from None
     return body
 
 
