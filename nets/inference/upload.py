@@ -35,18 +35,20 @@ async def read_body(request, limit: int, seconds: float) -> bytearray:
         raise UploadError(413, f"the upload is {int(declared):,} bytes, over the limit of {megabytes(limit)}")
     from starlette.requests import ClientDisconnect
 
-    body = bytearray()
+    async def every_chunk() -> bytearray:
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise UploadError(413, f"the upload is over the limit of {megabytes(limit)}")
+        return body
+
     try:
-        async with asyncio.timeout(seconds):
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > limit:
-                    raise UploadError(413, f"the upload is over the limit of {megabytes(limit)}")
-    except TimeoutError:
+        return await asyncio.wait_for(every_chunk(), seconds)
+    except asyncio.TimeoutError:
         raise UploadError(408, f"the upload took longer than {seconds:g} s to arrive") from None
     except ClientDisconnect:  # nobody is left to read the answer; said so in the log, without a traceback
         raise UploadError(400, "the client went away before its upload had arrived") from None
-    return body
 
 
 class FieldReader:
