@@ -159,7 +159,9 @@ def test_a_photo_from_the_webcam_is_answered(page):
 
 @pytest.mark.parametrize("width", [390, 1280])
 def test_the_page_fits_a_phone_and_a_desktop(browser, server, width, tmp_path):
-    context = browser.new_context(viewport={"width": width, "height": 844}, device_scale_factor=2 if width < 600 else 1)
+    phone = width < 600
+    context = browser.new_context(viewport={"width": width, "height": 844}, device_scale_factor=2 if phone else 1,
+                                  is_mobile=phone, has_touch=phone)
     page = context.new_page()
     page.goto(server + "/")
     choose(page, ASTRONAUT)
