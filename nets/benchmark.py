@@ -405,9 +405,10 @@ def start_server(model_path, threads: int, queue: int = 64):
     import urllib.request
 
     port = free_port()
+    log = tempfile.TemporaryFile("w+")  # the server's messages, read back if it does not start
     process = subprocess.Popen([sys.executable, str(REPO / "nets" / "serve.py"), "--port", str(port), "--quiet",
                                 "-m", str(model_path), "--threads", str(threads), "--queue", str(queue)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         try:
@@ -416,7 +417,10 @@ def start_server(model_path, threads: int, queue: int = 64):
         except OSError:
             time.sleep(0.1)
     process.kill()
-    raise RuntimeError(f"nets/serve.py did not answer on port {port} (exit code {process.poll()})")
+    process.wait()
+    log.seek(0)
+    said = [line for line in log.read().splitlines() if line.strip()]
+    raise RuntimeError(f"nets/serve.py did not start on port {port}" + (f": {said[-1]}" if said else ""))
 
 
 def resident_mb(pid: int, field: str = "VmRSS") -> float:
@@ -612,7 +616,7 @@ def main(argv=None):
             if not Path(args.input).is_dir():
                 raise FileNotFoundError(f"--input {args.input} is not a folder of images")
             bench_preprocess(args.input, args.images, detectors)
-    except (ValueError, FileNotFoundError) as exc:  # our data, model and image errors are ValueErrors
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:  # our data, model and image errors are ValueErrors
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
