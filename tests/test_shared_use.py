@@ -67,7 +67,7 @@ def test_an_image_over_the_pixel_limit_is_refused_from_its_header(tmp_path, widt
 
 
 def test_a_photo_just_under_the_limit_is_read(tmp_path):
-    """The limit is on pixels, not on files: a 50 MP photo (8660x5773, what the README measures) is read."""
+    """The limit is on pixels, not on files: a 50 MP photo (8660x5773, what model/README.md measures) is read."""
     side = int((MAX_PIXELS / 1.5) ** 0.5)
     image = np.zeros((side, int(side * 1.5), 3), np.uint8)
     assert image.shape[0] * image.shape[1] <= MAX_PIXELS
