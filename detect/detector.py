@@ -220,7 +220,7 @@ class YuNetDetector(FaceDetector):
     score_threshold 0.6 finds as many faces as MTCNN (OpenCV's default 0.9 misses about 1 in 10
     in-the-wild faces); nms_threshold merges overlapping boxes. Its boxes are used as they are:
     on photos with context they agree with MTCNN's, on tight chips (UTKFace) they start lower on
-    the forehead, and no fixed mapping fits both (README, "Two detectors"). A model is best run
+    the forehead, and no fixed mapping fits both (model/README.md, "Two detectors"). A model is best run
     with the detector that prepared its training data (its card says which).
     """
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train, evaluate (-test) or freeze (-fz) the C3AE age + gender model.
 
-Example: python nets/C3AE_expand.py --dataset dataset/data --source utk -se -white -s model/c3ae_gender.keras
+Example: python nets/C3AE_expand.py --dataset dataset/data --source utk -se -white -s runs/c3ae_age_gender.keras
 """
 import sys
 from pathlib import Path

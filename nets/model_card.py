@@ -78,6 +78,9 @@ def write_card(model_path, dataset: str | None = None, source: str | None = None
     from nets.training.train import all_epochs
 
     model_path = Path(model_path)
+    if not model_path.is_file():  # before its records: "no X.state.json" sent people looking for the wrong file
+        raise FileNotFoundError(f"model file {model_path} does not exist" if not model_path.exists()
+                                else f"{model_path} is not a model file")
     state = read_record(artifact(model_path, ".state.json"), "training")
     evaluation = read_record(artifact(model_path, ".eval.json"), "-test on the whole validation split")
     dataset = dataset or state["config"]["dataset"]

@@ -109,13 +109,18 @@ def main(argv=None) -> int:
     except DetectorError as exc:
         say(f"error: {exc}")
         return 1
+    from nets.inference.outputs import AnswersNotWritten, quiet_standard_output
     from nets.inference.runs import run_folder, run_image, run_video
 
-    if args.image:
-        return run_image(estimator, args)
-    if args.dir:
-        return run_folder(estimator, args)
-    return run_video(estimator, args)
+    run = run_image if args.image else run_folder if args.dir else run_video
+    try:
+        return run(estimator, args)
+    except BrokenPipeError:  # the reader went away (`--json ... | head -1`): stop quietly, as `yes | head` does
+        quiet_standard_output()
+        return 141  # 128 + SIGPIPE, what a shell reports for a program a closed pipe stops
+    except AnswersNotWritten as exc:
+        say(f"error: {exc}; stopped")
+        return 1
 
 
 if __name__ == "__main__":

@@ -206,10 +206,11 @@ def build_source(source: str, input_path, dest="dataset/data", workers: int | No
         raise ValueError("chunk size must be at least 1")
     if limit is not None and (isinstance(limit, bool) or limit < 1):
         raise ValueError(f"the limit must be a number of inputs of at least 1, not {limit}")
-    workers = max(1, int(workers or os.cpu_count() or 1))
     items, label_skips = read_source(source, input_path)
     if limit is not None:
         items = items[:limit]
+    # no more processes than cores or images: --workers 500 started 500 processes (11 GB) for 3 images
+    workers = max(1, min(int(workers or os.cpu_count() or 1), os.cpu_count() or 1, len(items)))
     if not items:
         why = ""
         if label_skips:

@@ -5,6 +5,7 @@ Example: python preprocessing/dataset_proc.py --source utk -i dataset/UTKFace
 """
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -71,8 +72,12 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 130
     print(json.dumps(summary, indent=2))
-    print(f"{summary['faces_written']} faces from {summary['images_processed']} images "
-          f"({summary['skipped']} skipped) in {summary['seconds']} s -> {args.dest}", file=sys.stderr)
+    if args.workers is not None and summary["workers"] < args.workers:
+        print(f"note: --workers {args.workers}: {summary['workers']} used (no more than the CPU cores, "
+              f"{os.cpu_count()}, or the images)", file=sys.stderr)
+    # every input is a face written or a skip (of its labels, or of its image), so the numbers add up
+    print(f"{summary['faces_written']} faces from {summary['inputs_seen']} inputs ({summary['skipped']} skipped) "
+          f"in {summary['seconds']} s -> {args.dest}", file=sys.stderr)
     if summary["faces_written"] == 0:  # nothing to train on: say so, not success
         reasons = ", ".join(f"{n} {reason}" for reason, n in summary["skip_reasons"].items())
         print(f"error: no face was written ({reasons}; each image is listed in "

@@ -4,8 +4,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,18 @@ if str(REPO_ROOT) not in sys.path:  # `import detect`, `import preprocessing` fr
     sys.path.insert(0, str(REPO_ROOT))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A valid PNG header that claims width x height grey pixels, with almost no data behind it: a
+    decompression bomb of under 100 bytes."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 1000, 9))
+            + chunk(b"IEND", b""))
+
 
 UTK_SAMPLE_SIZE = 100
 UTK_SAMPLE_STEP = 50

@@ -204,10 +204,11 @@ def test_ctrl_c_during_a_video_keeps_a_playable_annotated_file(tmp_path, astrona
     assert json.loads(process.stdout.readline())["frame"] == 0
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 0, stderr
+    assert process.returncode == 130, stderr  # as --dir ends on Ctrl-C
     assert "Traceback" not in stderr, stderr
     last = stderr.strip().splitlines()[-1]
-    frames = int(last.split(" frames,")[0])
+    assert last.startswith("interrupted after "), last
+    frames = int(last.split(" frames,")[0].removeprefix("interrupted after "))
     assert 0 < frames < 300 and last.endswith(f"annotated video written to {annotated}"), last
     capture = cv2.VideoCapture(str(annotated))
     written = 0
@@ -489,3 +490,50 @@ def test_data_preparation_skips_a_face_that_cannot_be_upright(astronaut_path):
     finally:
         build._detector = build._settings = None
     assert row is None and reason == "landmarks not of an upright face"
+
+
+def test_a_reader_that_goes_away_stops_the_run_quietly(tmp_path, astronaut_path):
+    """`nets/test.py --dir ... --json | head -1`: the rest of the run has nowhere to go; it stops with the
+    shell's code for a closed pipe and no BrokenPipeError traceback."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for k in range(8):
+        shutil.copy(astronaut_path, folder / f"{k}.jpg")
+    process = subprocess.Popen([sys.executable, TEST_PY, "--dir", str(folder), "--json", "--no-show"], cwd=REPO_ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert json.loads(process.stdout.readline())["file"].endswith("0.jpg")
+    process.stdout.close()  # what head does after its first line
+    stderr = process.stderr.read()
+    assert process.wait(timeout=120) == 141, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full on this system")
+def test_answers_that_cannot_be_written_end_the_run_in_one_sentence(tmp_path, astronaut_path):
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, TEST_PY, "-i", str(astronaut_path), "--json", "--no-show", "-o",
+                                 str(tmp_path / "a.jpg")],
+                                cwd=REPO_ROOT, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == \
+        "error: cannot write to standard output (no space left on device); stopped", result.stderr
+
+
+def test_a_decompression_bomb_is_one_sentence_and_the_folder_goes_on(tmp_path, astronaut_path):
+    """A 1.8 KB PNG claiming 60000x60000 pixels ended -i in a traceback and --dir with no summary, the
+    images after it never looked at."""
+    from conftest import png_claiming
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a_bomb.png").write_bytes(png_claiming(60000, 60000))
+    shutil.copy(astronaut_path, folder / "b.jpg")
+    alone = subprocess.run([sys.executable, TEST_PY, "-i", str(folder / "a_bomb.png"), "--no-show", "-o",
+                            str(tmp_path / "x.jpg")], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert alone.returncode == 1 and "Traceback" not in alone.stderr, alone.stderr
+    assert alone.stderr.strip().splitlines()[-1].startswith(
+        f"error: {folder / 'a_bomb.png'}: too large, over the limit of 50 MP"), alone.stderr
+    many = subprocess.run([sys.executable, TEST_PY, "--dir", str(folder), "--no-show", "--json"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert many.returncode == 0 and len(many.stdout.splitlines()) == 1, many.stderr  # b.jpg was looked at
+    assert many.stderr.strip().splitlines()[-1].endswith("skipped: 1 too large, over the limit of 50 MP"), many.stderr

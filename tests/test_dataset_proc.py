@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import png_claiming
 from detect import load_image, triple_boxes
 from preprocessing.schema import COLUMNS, TRIPLE_COLUMNS
 
@@ -152,19 +153,29 @@ def test_bad_inputs_are_counted_and_do_not_stop_the_run(tmp_path, run_cli, astro
     (folder / "sub" / "42_0_0_real_c.jpg").symlink_to(astronaut_path)
     (folder / os.fsdecode(b"43_0_0_caf\xe9.jpg")).symlink_to(astronaut_path)  # a Latin-1 name: not UTF-8
     (folder / "44_0_0_gone.jpg").symlink_to(tmp_path / "moved away.jpg")
+    # a decompression bomb: under 100 bytes that claim 60000x60000 pixels (it ended the run with a traceback
+    # that named no file, and did again on every re-run)
+    (folder / "50_0_0_bomb.png").write_bytes(png_claiming(60000, 60000))
     dest = tmp_path / "out"
 
-    # chunk 0 holds the three unreadable/faceless images, chunk 1 the three real ones
-    summary = ok(run_cli("--source", "utk", "-i", folder, "-d", dest, "--chunk-size", 3))
-    assert summary["inputs_seen"] == 9
-    assert summary["images_processed"] == 6
+    # chunk 0 holds the three unreadable/faceless images, chunk 1 the three real ones, chunk 2 the bomb
+    result = run_cli("--source", "utk", "-i", folder, "-d", dest, "--chunk-size", 3, workers=500)
+    summary = ok(result)
+    assert summary["inputs_seen"] == 10
+    assert summary["images_processed"] == 7
     assert summary["faces_written"] == 3
-    assert summary["skipped"] == 6
-    assert summary["chunks"] == 2
+    assert summary["skipped"] == 7
+    assert summary["chunks"] == 3
+    # --workers 500 started 500 processes (11 GB) for 3 images: no more than the cores are used
+    assert summary["workers"] == min(os.cpu_count(), 7)
+    said = result.stderr.strip().splitlines()
+    assert f"note: --workers 500: {summary['workers']} used" in said[-2], said
+    assert said[-1].startswith("3 faces from 10 inputs (7 skipped) in "), said  # the numbers add up
     assert summary["skip_reasons"] == {
         "empty file (0 bytes)": 1,
         "not a readable image": 1,
         "no face found": 1,
+        "too large, over the limit of 50 MP": 1,
         "file name has no AGE_GENDER_ label": 1,
         "file name is not valid UTF-8 (rename it)": 1,
         "broken link": 1,
@@ -175,7 +186,8 @@ def test_bad_inputs_are_counted_and_do_not_stop_the_run(tmp_path, run_cli, astro
                        "30_0_0_x.jpg": "no face found",
                        "notes.txt": "file name has no AGE_GENDER_ label",
                        "43_0_0_caf\ufffd.jpg": "file name is not valid UTF-8 (rename it)",
-                       "44_0_0_gone.jpg": "broken link"}
+                       "44_0_0_gone.jpg": "broken link",
+                       "50_0_0_bomb.png": "too large, over the limit of 50 MP"}
 
     empty = pd.read_feather(dest / "utk_0.feather")  # a chunk without faces is still a valid file
     assert len(empty) == 0 and list(empty.columns) == COLUMNS

@@ -1,8 +1,6 @@
 """What a web server or a thread pool does with the library: one AgeEstimator shared by threads, and
 images nobody should decode (a tiny PNG that claims 60000x60000 pixels, a photo over the pixel limit)."""
-import struct
 import threading
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -10,18 +8,8 @@ import numpy as np
 import pytest
 
 from detect import ImageReadError, load_image
+from conftest import png_claiming
 from detect.prepare import MAX_PIXELS, decode_image
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A valid PNG header that claims width x height grey pixels, with almost no data behind it: a
-    decompression bomb of under 100 bytes."""
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 1000, 9))
-            + chunk(b"IEND", b""))
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +67,7 @@ def test_an_image_over_the_pixel_limit_is_refused_from_its_header(tmp_path, widt
 
 
 def test_a_photo_just_under_the_limit_is_read(tmp_path):
-    """The limit is on pixels, not on files: a 50 MP photo (8660x5773, what the README measures) is read."""
+    """The limit is on pixels, not on files: a 50 MP photo (8660x5773, what model/README.md measures) is read."""
     side = int((MAX_PIXELS / 1.5) ** 0.5)
     image = np.zeros((side, int(side * 1.5), 3), np.uint8)
     assert image.shape[0] * image.shape[1] <= MAX_PIXELS

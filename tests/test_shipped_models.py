@@ -51,6 +51,14 @@ def test_files_match_their_card_and_load_finite(card_path):
             assert set(lite.outputs) == set(card["description"]["outputs"])
 
 
+def test_every_shipped_model_file_is_in_a_card():
+    """A shipped file no card lists could not be told apart from a stale one: every .keras, .tflite and
+    split in model/ is hashed in its model's card."""
+    listed = {name for card in CARDS for name in json.loads(card.read_text())["files"]}
+    shipped = {p.name for pattern in ("*.keras", "*.tflite", "*.split.json") for p in MODEL_DIR.glob(pattern)}
+    assert shipped <= listed, f"not in any card: {sorted(shipped - listed)}"
+
+
 @pytest.mark.slow
 def test_gender_model_reproduces_its_card_on_raw_photos(repo_root):
     """The card's check faces, read from the raw photos of each source, give the MAE the card claims."""

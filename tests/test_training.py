@@ -5,7 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +19,8 @@ import pytest
 from nets.training.data import as_inputs, face_crops, load_rows, make_or_load_split
 from nets.network.model import as_float32, describe, load_c3ae
 from nets.network.contract import artifact
+
+REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -187,6 +193,25 @@ def test_faces_with_damaged_values_are_left_out_and_said(prepared_utk, tmp_path)
     assert len(make_or_load_split(rows, split, log=said.append).val) == 2
     assert any("1 of the 3 validation faces" in line for line in said), said
 
+def test_a_chunk_with_ages_as_text_and_a_damaged_chip_trains_on_the_rest(prepared_utk, tmp_path):
+    """A hand-edited chunk whose age column holds text ended in a traceback, and a chip that is not a whole
+    JPEG stopped training mid-epoch ("stored chip is not a decodable JPEG", naming no file): now the text
+    is read as numbers, and the faces that cannot be used are left out with a note naming the chunk."""
+    chunk = sorted(prepared_utk.glob("utk_*.feather"))[0]
+    frame = pd.read_feather(chunk)
+    frame["age"] = frame["age"].map(lambda a: f"{a:g}").astype(object)
+    frame.loc[0, "age"] = "unknown"
+    frame.loc[1, "image"] = frame.loc[1, "image"][:len(frame.loc[1, "image"]) // 2]  # cut off half-way
+    frame.loc[2, "image"] = b"not a jpeg at all"
+    damaged = tmp_path / chunk.name
+    frame.to_feather(damaged)
+    said = []
+    rows = load_rows(tmp_path, "utk", log=said.append)
+    assert said == [f"note: {damaged}: 3 of {len(frame)} faces left out (unusable age, gender, triple box or chip)"]
+    assert rows["age"].dtype == np.float32 and len(rows) == len(frame) - 3
+    assert len(face_crops(rows)) == len(rows)  # every chip left in decodes
+
+
 @pytest.mark.slow
 def test_evaluation_needs_the_split_the_model_was_trained_with(trained_age_model, prepared_utk, capsys, tmp_path):
     """Without its split file a new split put some of the model's training faces on the validation side,
@@ -316,6 +341,35 @@ def test_freeze_writes_tflite_files_with_parity(frozen_gender_model, repo_root, 
     np.testing.assert_allclose(got["age"], keras_out["age"], atol=0.01)
     np.testing.assert_allclose(got["W1"], keras_out["W1"], atol=1e-4)
     np.testing.assert_allclose(got["gender"], keras_out["gender"], atol=1e-4)
+
+
+def test_a_quantised_export_may_answer_the_other_gender_only_where_the_model_is_unsure():
+    """The quick start's model failed -fz on one gender flipped at p = 0.50 among 48 check faces."""
+    from nets.training.export import agreement
+
+    expected = {"age": np.full((48, 1), 30.0), "gender": np.tile([[0.1, 0.9]], (48, 1))}
+    expected["gender"][0] = [0.5, 0.5 + 1e-6]  # a coin toss to the model
+    got = {"age": expected["age"] + 0.1, "gender": expected["gender"].copy()}
+    got["gender"][0] = [0.51, 0.49]
+    entry = agreement(got, expected, "dynamic")
+    assert entry["parity_ok"] and entry["other_gender_where_sure"] == 0 and entry["same_gender"] < 0.995
+    got["gender"][1] = [0.9, 0.1]  # a face the model is sure of
+    assert not agreement(got, expected, "dynamic")["parity_ok"]
+    assert not agreement(got, expected, "float32")["parity_ok"]  # float32: within 0.01 everywhere, as before
+
+
+def test_freezing_the_shipped_model_again_keeps_its_export_and_card_hash(repo_root, tmp_path):
+    """-fz on the shipped model rewrote its float32 export with other bytes (the converter's output is not
+    byte-stable), so the card's SHA-256 no longer matched; an export that answers as the model does is kept."""
+    from nets.training.export import export_tflite
+
+    name = "c3ae_utk_asia_age_gender"
+    for suffix in (".keras", ".float32.tflite"):
+        shutil.copy(repo_root / "model" / (name + suffix), tmp_path / (name + suffix))
+    before = (tmp_path / f"{name}.float32.tflite").read_bytes()
+    report = export_tflite(tmp_path / f"{name}.keras", log=lambda m: None)
+    assert report["float32"]["kept"] and report["float32"]["parity_ok"]
+    assert (tmp_path / f"{name}.float32.tflite").read_bytes() == before
 
 
 @pytest.mark.slow
@@ -537,7 +591,8 @@ def test_resume_goes_on_with_the_settings_of_the_run_it_continues(tmp_path):
     batch's steps) and -lr or --cosine-lr were ignored without a note."""
     from dataclasses import replace
 
-    from nets.training.train import TrainConfig, TrainingError, _resumable_state
+    from nets.training.config import TrainConfig, TrainingError
+    from nets.training.request import _resumable_state
 
     model = tmp_path / "m.keras"
     started = TrainConfig(save_path=str(model), batch_size=50, lr=0.002, cosine_lr=True, robust=True, epochs=6)
@@ -590,13 +645,66 @@ def test_a_split_to_keep_that_is_not_a_split_is_refused_before_the_data_is_read(
                                               ("-c", "-3", "must be 1 or more, not -3"),
                                               ("-d", "1.5", "must be between 0.0 and 1.0, not 1.5"),
                                               ("-lr", "0", "must be more than 0.0, not 0"),
-                                              ("--steps-per-epoch", "0", "must be 1 or more, not 0")])
+                                              ("--steps-per-epoch", "0", "must be 1 or more, not 0"),
+                                              ("-lr", "nan", "must be more than 0.0, not nan"),
+                                              ("-lr", "inf", "must be more than 0.0, not inf"),
+                                              ("-w", "-10", "must be 0.0 or more, not -10"),
+                                              ("--loss-weights", "1 -10 30", "must be 0.0 or more, not -10"),
+                                              ("--teacher-weight", "1.5", "must be between 0.0 and 1.0, not 1.5"),
+                                              ("--width", "0", "must be 1 or more, not 0")])
 def test_numbers_that_cannot_train_are_refused_with_the_flags(flag, value, words, capsys):
+    """-lr nan and a negative loss weight were accepted (the NaN run left a split and a log behind)."""
     from nets.training.cli import build_parser
 
     with pytest.raises(SystemExit) as stop:
-        build_parser("C3AE", gender=True).parse_args([flag, value])
+        build_parser("C3AE", gender=True).parse_args([flag, *value.split()])
     assert stop.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_numbers_that_cannot_train_are_refused_from_the_api_too():
+    from nets.training.config import TrainConfig, TrainingError
+    from nets.training.request import check_numbers
+
+    for wrong, words in ((dict(lr=float("nan")), "-lr must be a number above 0, not nan"),
+                         (dict(gender=True, loss_weights=(1.0, -10.0, 30.0)), "--loss-weights must be 0 or more"),
+                         (dict(weight_factor=-1.0), "-w must be 0 or more, not -1")):
+        with pytest.raises(TrainingError, match=re.escape(words)):
+            check_numbers(TrainConfig(epochs=1, **wrong))
+    check_numbers(TrainConfig(epochs=1))
+
+
+def test_training_without_a_save_path_writes_into_runs_not_the_shipped_models_folder():
+    from nets.training.cli import build_parser
+
+    for gender, name in ((False, "runs/c3ae_age.keras"), (True, "runs/c3ae_age_gender.keras")):
+        assert build_parser("C3AE", gender=gender).parse_args([]).save_path == name
+
+
+def test_a_second_run_into_the_same_save_path_is_refused_while_the_first_runs(tmp_path):
+    """Two trainings started at once into one -s both ended with exit 0: the state file was one run's, the
+    model, split and log the other's."""
+    from nets.training.config import TrainingError
+    from nets.training.request import RunLock
+
+    save = tmp_path / "out" / "m.keras"
+    with RunLock(save):
+        assert (tmp_path / "out" / "m.lock").read_text() == str(os.getpid())
+        other = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, '.');"
+                                "from nets.training.request import RunLock\n"
+                                f"with RunLock({str(save)!r}): pass"], cwd=REPO, capture_output=True, text=True)
+        assert other.returncode == 1 and "another training run (process" in other.stderr, other.stderr
+    assert not (tmp_path / "out" / "m.lock").exists()  # released
+    # a lock left by a run that was killed is taken over, with a note
+    (tmp_path / "out" / "m.lock").write_text("999999999")
+    said = []
+    with RunLock(save, said.append):
+        pass
+    assert said == [f"note: {tmp_path / 'out' / 'm.lock'} was left by a run that has ended; taking it over"]
+    with pytest.raises(TrainingError, match="wait for it, or give another -s"):
+        with RunLock(save):
+            (tmp_path / "out" / "m.lock").write_text("1")  # process 1 always runs
+            with RunLock(save):
+                pass
 
 
 def test_freeze_with_mirror_is_refused_rather_than_ignored(capsys, repo_root):
@@ -887,7 +995,9 @@ def test_ema_validates_and_saves_the_averaged_weights(prepared_utk, tmp_path, ca
 def test_a_teacher_gives_part_of_the_w1_and_gender_targets(trained_gender_model, prepared_utk):
     from nets.training.data import make_dataset
     from nets.network.contract import CROP_NAMES
-    from nets.training.train import TrainConfig, load_teacher, with_teacher
+    from nets.training.config import TrainConfig
+    from nets.training.request import load_teacher
+    from nets.training.train import with_teacher
 
     teacher = load_teacher(trained_gender_model, TrainConfig(gender=True))
     rows = prepared_rows(prepared_utk, gender=True).iloc[:12]
@@ -928,6 +1038,11 @@ def test_training_with_a_teacher_records_it_and_refuses_one_that_cannot_teach(tr
                                  "--teacher", trained_age_model], True, capsys)
     assert code == 2 and len(said) >= 1 and "is an age model" in said[-1], said
     assert not any("split" in line for line in said), said  # refused before the data was read
-    code, _, said = run_trainer(["--dataset", tiny_utk, *QUICK, "-s", tmp_path / "w.keras",
-                                 "--teacher-weight", "1.5"], False, capsys)
-    assert code == 2 and "between 0 and 1" in said[-1], said
+    # a weight outside 0..1 is refused with the flag: test_numbers_that_cannot_train_are_refused_with_the_flags
+
+
+def test_a_card_for_a_model_that_is_not_there_names_the_model(run_python, tmp_path):
+    """model_card.py on a missing model said `no X.state.json`, sending people after the wrong file."""
+    result = run_python("nets/model_card.py", tmp_path / "typo.keras")
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"error: model file {tmp_path / 'typo.keras'} does not exist"

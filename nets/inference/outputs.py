@@ -50,14 +50,36 @@ class StopOnCtrlC:
         return False
 
 
+class AnswersNotWritten(OSError):
+    """Standard output cannot take the answers (a full disk, /dev/full): the run stops, as it would
+    only lose them. A reader that went away (`| head -1`) is BrokenPipeError instead."""
+
+
+def answer(line: str) -> None:
+    """One answer on standard output, written at once (a reader sees each face as it is found)."""
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise AnswersNotWritten(f"cannot write to standard output ({(exc.strerror or str(exc)).lower()})") from exc
+
+
 def report(path, predictions, as_json, **extra):
     for p in predictions:
         if as_json:
-            print(json.dumps(p.to_json(file=str(path), **extra)), flush=True)
+            answer(json.dumps(p.to_json(file=str(path), **extra)))
         else:
             gender = f", {'female' if p.gender == 'F' else 'male'} ({p.gender_prob:.2f})" if p.gender else ""
             warning = f" (doubtful: {p.warning})" if p.warning else ""
-            print(f"{printable_name(path)}: age {p.age:.1f}{gender}, box {[round(v) for v in p.box]}{warning}", flush=True)
+            answer(f"{printable_name(path)}: age {p.age:.1f}{gender}, box {[round(v) for v in p.box]}{warning}")
+
+
+def quiet_standard_output() -> None:
+    """After the reader of standard output went away: send what Python still flushes at exit to
+    /dev/null, so that it does not end in a BrokenPipeError traceback."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def can_write_image(path: Path) -> bool:

@@ -22,7 +22,7 @@ from detect.detector import MAX_SIDE, MIN_FACE_SIZE
 from nets.network.contract import ModelFileError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# The fastest export of the shipped age + gender model that passes the parity check (README, Speed).
+# The fastest export of the shipped age + gender model that passes the parity check (model/README.md, Speed).
 DEFAULT_MODEL = REPO_ROOT / "model" / "c3ae_utk_asia_age_gender.float32.tflite"
 GENDER_NAMES = ("F", "M")  # index 0 female, 1 male
 
@@ -103,7 +103,8 @@ class AgeEstimator:
 
     One estimator may be shared by threads (a web server's, a thread pool's): each thread gets its own
     YuNet detector and LiteRT interpreter, made on its first call (they keep per-image state, and
-    these copies let two threads use both cores: 1.5 times the photos per second of one lock, README);
+    these copies let two threads use both cores: 1.3-1.75 times the photos per second of one lock with
+    2-4 threads and a free core, `python nets/benchmark.py threads`);
     a Keras model, an MTCNN detector or objects passed in are shared, one call at a time.
     """
 

@@ -228,9 +228,10 @@ def run_video(estimator, args) -> int:
     tracks = FaceTracks(window=args.smooth)
     rate = FrameRate()
     writer, frames, faces, started, fps = None, 0, 0, time.perf_counter(), 0.0
+    interrupted = False
     try:
         with StopOnCtrlC("frame") as stop:
-            while not stop.requested:
+            while not (interrupted := stop.requested):
                 ok, frame = capture.read()
                 if not ok:
                     break
@@ -263,6 +264,7 @@ def run_video(estimator, args) -> int:
                 if not window.show(annotated, 1):
                     break
     except KeyboardInterrupt:
+        interrupted = True
         say("interrupted")
     finally:
         capture.release()
@@ -272,8 +274,9 @@ def run_video(estimator, args) -> int:
         say(f"error: {source} gave no frames (not a video OpenCV can decode?)")
         return 1
     seconds = max(time.perf_counter() - started, 1e-9)
-    say(f"{frames} frames, {faces} faces, {frames / seconds:.1f} frames per second"
+    say(f"{'interrupted after ' if interrupted else ''}{frames} frames, {faces} faces, "
+        f"{frames / seconds:.1f} frames per second"
         + (f"; annotated video written to {args.output}" if writer is not None else ""))
-    return 0
+    return 130 if interrupted else 0  # Ctrl-C ends -v as it ends --dir; ESC or the video's end: 0
 
 

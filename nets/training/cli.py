@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -11,10 +12,11 @@ from nets.network.contract import TRUNK_WIDTH
 
 
 def _number(kind, low, high=None, low_open=False):
-    """An argparse type: a number of `kind` in [low, high] (low excluded with low_open)."""
+    """An argparse type: a number of `kind` in [low, high] (low excluded with low_open); NaN and
+    infinity are not numbers that train (-lr nan used to run an epoch of NaN)."""
     def parse(text):
         value = kind(text)  # argparse says "invalid ... value" when this fails
-        if value < low or (low_open and value == low) or (high is not None and value > high):
+        if not math.isfinite(value) or value < low or (low_open and value == low) or (high is not None and value > high):
             span = (f"more than {low}" if low_open else f"{low} or more") if high is None else f"between {low} and {high}"
             raise argparse.ArgumentTypeError(f"must be {span}, not {text}")
         return value
@@ -33,7 +35,8 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def build_parser(description: str, gender: bool) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter)
-    default_save = "model/c3ae_gender.keras" if gender else "model/c3ae_age.keras"
+    # runs/ (not model/, where the shipped models and their cards are kept in git)
+    default_save = "runs/c3ae_age_gender.keras" if gender else "runs/c3ae_age.keras"
     p.add_argument("-s", "--save_path", default=default_save,
                    help="where the best model is written (.keras); NAME.last.keras, NAME.split.json, "
                         "NAME.log.csv ... go beside it")
@@ -41,12 +44,12 @@ def build_parser(description: str, gender: bool) -> argparse.ArgumentParser:
                    help="start from this model's weights; with -test/-fz: the model to use "
                         "(default: none, training starts from scratch and -test/-fz use -s)")
     p.add_argument("-b", "--batch_size", type=_number(int, 1), default=50, help="faces per training batch")
-    p.add_argument("-w", "--weight_factor", type=float, default=10.0, help="alpha, the weight of the W1 loss")
+    p.add_argument("-w", "--weight_factor", type=_number(float, 0.0), default=10.0, help="alpha, the weight of the W1 loss")
     p.add_argument("-c", "--category", type=_number(int, 1), default=10, help="age bins minus 2 (10 -> 12 bins, 10 years apart)")
     p.add_argument("-gpu", action="store_true", help="use the GPU(s) if visible (otherwise the CPU)")
     p.add_argument("-se", action="store_true", help="squeeze-and-excitation blocks")
     p.add_argument("-white", action="store_true", help="white norm: (x - 127.5) / 128 inside the model")
-    p.add_argument("--width", type=int, default=TRUNK_WIDTH,
+    p.add_argument("--width", type=_number(int, 1), default=TRUNK_WIDTH,
                    help="channels of the trunk's convolutions; wider than the paper's 32 is not compact "
                         "(parameters and time grow about as its square): for teachers and ablations")
     p.add_argument("-d", "--dropout", "--erase", dest="erase", type=_number(float, 0.0, 1.0), default=0.2,
@@ -90,10 +93,10 @@ def build_parser(description: str, gender: bool) -> argparse.ArgumentParser:
     p.add_argument("--teacher", default=None,
                    help="a trained C3AE model (e.g. a wider --width one) whose answers on the same augmented "
                         "crops become part of the W1 and gender targets: knowledge distillation (default: none)")
-    p.add_argument("--teacher-weight", type=float, default=0.5,
+    p.add_argument("--teacher-weight", type=_number(float, 0.0, 1.0), default=0.5,
                    help="the teacher's share of those targets; the true labels keep the rest")
     if gender:
-        p.add_argument("--loss-weights", type=float, nargs=3, default=[1.0, 10.0, 30.0],
+        p.add_argument("--loss-weights", type=_number(float, 0.0), nargs=3, default=[1.0, 10.0, 30.0],
                        metavar=("AGE", "W1", "GENDER"), help="weights of the age, W1 and gender losses "
                                                             "(default: 1 10 30)")
         p.add_argument("--mish6", action="store_true", help="Mish6 activation instead of ReLU")
@@ -105,12 +108,8 @@ def build_parser(description: str, gender: bool) -> argparse.ArgumentParser:
 
 
 def config_from_args(args, gender: bool):
-    from nets.training.train import TrainConfig
+    from nets.training.config import TrainConfig
 
-    if args.width < 1:
-        raise ValueError(f"--width must be 1 or more, not {args.width}")
-    if not 0.0 <= args.teacher_weight <= 1.0:
-        raise ValueError(f"--teacher-weight must be between 0 and 1, not {args.teacher_weight}")
     extra = {}
     if gender:
         extra = dict(loss_weights=tuple(args.loss_weights), activation="mish6" if args.mish6 else "relu",
@@ -237,7 +236,8 @@ def main(argv, description: str, gender: bool) -> int:
         start_tensorflow(args.gpu)
         from nets.training.data import DataError
         from nets.network.model import ModelFileError
-        from nets.training.train import TrainingError, configure_devices, train
+        from nets.training.config import TrainingError
+        from nets.training.train import configure_devices, train
     except KeyboardInterrupt:
         log("interrupted while TensorFlow was starting")
         return 130

@@ -40,14 +40,20 @@ def find_chunks(dataset_dir, source: str) -> list[Path]:
 
 
 def usable_faces(frame: pd.DataFrame) -> np.ndarray:
-    """Which rows a chunk can be trained and scored on: a JPEG chip, an age in 0..120, a gender of
-    -1, 0 or 1, and triple boxes near the chip (a damaged or hand-edited value asked for a crop of
-    687 GB, or stopped the run at a NaN without naming the file)."""
+    """Which rows a chunk can be trained and scored on: a whole JPEG chip (it starts and ends as a JPEG
+    does), an age in 0..120, a gender of -1, 0 or 1, and triple boxes near the chip (a damaged or
+    hand-edited value asked for a crop of 687 GB, or stopped the run at a NaN without naming the file;
+    a damaged chip stopped training in the middle of an epoch)."""
     numbers = frame[["age", "gender"] + TRIPLE_COLUMNS].apply(pd.to_numeric, errors="coerce").to_numpy(float)
     with np.errstate(invalid="ignore"):
         ok = np.isfinite(numbers).all(axis=1) & (numbers[:, 0] >= 0) & (numbers[:, 0] <= 120)
         ok &= np.isin(numbers[:, 1], (-1, 0, 1)) & (np.abs(numbers[:, 2:]) <= 4 * CHIP_SIZE).all(axis=1)
-    return ok & frame["image"].map(lambda v: isinstance(v, bytes) and len(v) > 0).to_numpy(bool)
+    return ok & frame["image"].map(whole_jpeg).to_numpy(bool)
+
+
+def whole_jpeg(value) -> bool:
+    """Bytes that begin with a JPEG's start-of-image marker and end with its end-of-image marker."""
+    return isinstance(value, bytes) and value[:2] == b"\xff\xd8" and value[-2:] == b"\xff\xd9"
 
 
 def load_rows(dataset_dir, source: str, log=None) -> pd.DataFrame:
@@ -81,6 +87,9 @@ def load_rows(dataset_dir, source: str, log=None) -> pd.DataFrame:
             note(f"{path}: {int((~usable).sum())} of {len(frame)} faces left out (unusable age, gender, "
                  "triple box or chip)")
             frame = frame[usable].reset_index(drop=True)
+        for column in ["age"] + TRIPLE_COLUMNS:  # numbers stored as text (a hand-edited chunk) are numbers
+            frame[column] = pd.to_numeric(frame[column]).astype(np.float32)
+        frame["gender"] = pd.to_numeric(frame["gender"]).astype(np.int8)
         chunk_source = path.stem.rsplit("_", 1)[0]
         frame["key"] = chunk_source + ":" + frame["source_file"].astype(str)
         frame["chunk"] = str(path)

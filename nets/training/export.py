@@ -8,6 +8,9 @@ import numpy as np
 from nets.network.contract import INPUT_SHAPE
 
 MAX_AGE_DIFFERENCE = 0.5  # years; the float32 export must agree with Keras this closely
+# A quantised export may answer the other gender only where the Keras model is unsure (its probability
+# within this of 0.5): a flip at p = 0.50 on one of 48 check faces failed a newly trained model's -fz
+UNSURE_GENDER = 0.1
 
 
 def convert(model, kind: str) -> bytes:
@@ -54,7 +57,8 @@ def set_aside(path: Path) -> Path:
 def agreement(got: dict, expected: dict, kind: str) -> dict:
     """How closely an export's answers follow the Keras model's on the same crops, and whether that
     passes: ages within MAX_AGE_DIFFERENCE years on every face, gender within 0.01 in probability
-    (float32) or the same answer on 99.5 % of the faces (quantised kinds)."""
+    (float32) or, for quantised kinds, the same answer on 99.5 % of the faces where the Keras model
+    is sure of its answer (probability more than UNSURE_GENDER from 0.5)."""
     difference = np.abs(got["age"] - expected["age"])
     entry = {"max_age_difference": round(float(difference.max()), 5),
              "mean_age_difference": round(float(difference.mean()), 5)}
@@ -63,10 +67,29 @@ def agreement(got: dict, expected: dict, kind: str) -> dict:
         ok = False
     elif "gender" in expected:
         entry["max_gender_prob_difference"] = round(float(np.abs(got["gender"] - expected["gender"]).max()), 5)
-        entry["same_gender"] = round(float(np.mean(got["gender"].argmax(1) == expected["gender"].argmax(1))), 5)
-        ok = ok and (entry["max_gender_prob_difference"] <= 0.01 if kind == "float32" else entry["same_gender"] >= 0.995)
+        same = got["gender"].argmax(1) == expected["gender"].argmax(1)
+        sure = np.abs(expected["gender"][:, 1] - 0.5) > UNSURE_GENDER
+        entry["same_gender"] = round(float(np.mean(same)), 5)
+        entry["other_gender_where_sure"] = int(np.sum(~same & sure))
+        ok = ok and (entry["max_gender_prob_difference"] <= 0.01 if kind == "float32"
+                     else entry["other_gender_where_sure"] <= 0.005 * len(same))
     entry["parity_ok"] = bool(ok)
     return entry
+
+
+def keep_if_it_agrees(path: Path, crops, expected: dict, kind: str) -> dict | None:
+    """The report entry of an existing export that passes the parity check against the model, or None
+    (no such file, not a TFLite model, or it answers otherwise: an export of an earlier model)."""
+    from nets.inference.tflite import TFLiteModel
+    from nets.network.contract import ModelFileError
+
+    if not path.is_file():
+        return None
+    try:
+        entry = agreement(TFLiteModel(path).predict_crops(crops), expected, kind)
+    except ModelFileError:
+        return None
+    return {"path": str(path), "bytes": path.stat().st_size, **entry, "kept": True} if entry["parity_ok"] else None
 
 
 def exports_beside(model_path) -> dict:
@@ -99,6 +122,12 @@ def export_tflite(model_path, float16: bool = False, log=print, rows=None) -> di
     report = {"faces": int(len(crops)), "real_faces": int(len(rows)) if rows is not None else 0}
     for kind in ("float32", "dynamic") + (("float16",) if float16 else ()):
         path = artifact(model_path, f".{kind}.tflite")
+        kept = keep_if_it_agrees(path, crops, expected, kind)
+        if kept is not None:  # an export of this model already: new bytes would only break the card's hash
+            report[kind] = kept
+            log(f"{path}: already answers as the model does on {len(crops)} faces (age difference at most "
+                f"{kept['max_age_difference']:.4f} years); kept as it is")
+            continue
         candidate = path.with_name(path.name + ".tmp")
         candidate.write_bytes(convert(model, kind))
         got = TFLiteModel(candidate).predict_crops(crops)

@@ -14,58 +14,15 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from nets.network.contract import artifact
 from nets.training.augment import AugmentConfig
-from nets.network.contract import TRUNK_WIDTH, artifact
-
-
-@dataclass
-class TrainConfig:
-    dataset: str = "dataset/data"
-    source: str = "utk"
-    save_path: str = "model/c3ae.keras"
-    pretrain_path: str | None = None
-    gender: bool = False
-    se: bool = False
-    white: bool = False
-    category: int = 10
-    activation: str = "relu"
-    se_pooling: str = "avg"
-    neck: bool = False
-    width: int = TRUNK_WIDTH               # trunk channels (the paper's 32; wider only for teachers)
-    mirror: bool = False
-    loss: str = "kl"
-    weight_factor: float = 10.0            # alpha: weight of the W1 loss (age-only model)
-    loss_weights: tuple = (1.0, 10.0, 30.0)  # age, W1, gender (age+gender model)
-    smooth_gender: bool = True
-    batch_size: int = 50
-    epochs: int = 250
-    lr: float = 0.002
-    cosine_lr: bool = False
-    ema: bool = False                      # validate and keep the best model with averaged weights
-    erase: float = 0.2
-    augment: bool = True
-    robust: bool = False                   # photo degradations and box jitter too (AugmentConfig.robust)
-    split_from: str | None = None          # keep the sides of this earlier split in a new one
-    seed: int = 2019
-    val_split: float = 0.2
-    resume: bool = False
-    fp16: bool = False
-    strategy: str = "default"
-    cpu_devices: int = 1
-    gpu: bool = False
-    steps_per_epoch: int | None = None
-    teacher: str | None = None             # learn W1 (and gender) partly from this model's answers
-    teacher_weight: float = 0.5            # its share of those targets; the true labels keep the rest
-    command: str = field(default_factory=lambda: " ".join(["python"] + sys.argv))
-
-    @property
-    def bins(self) -> int:
-        return self.category + 2
+from nets.training.config import TrainConfig, TrainingError
+from nets.training.request import RunLock, check_request
 
 
 def pretrain_record(pretrain_path) -> dict:
@@ -101,10 +58,6 @@ def all_epochs(state: dict) -> tuple[list, list]:
         offset = len(history)
         history += [{**h, "epoch": offset + h["epoch"]} for h in stage.get("history", [])]
     return history, starts
-
-
-class TrainingError(RuntimeError):
-    pass
 
 
 def configure_devices(gpu: bool, cpu_devices: int = 1, fp16: bool = False):
@@ -155,21 +108,6 @@ def transfer_weights(source, target) -> int:
             layer.set_weights(theirs)
             copied += 1
     return copied
-
-
-def load_teacher(path, cfg: TrainConfig):
-    """A C3AE model whose answers become part of the training targets (knowledge distillation)."""
-    from nets.network.model import as_float32, describe, load_c3ae
-
-    teacher = as_float32(load_c3ae(path))
-    about = describe(teacher)
-    if about["bins"] != cfg.bins:
-        raise TrainingError(f"the teacher {path} has {about['bins']} age bins, this model {cfg.bins}")
-    if cfg.gender and about["variant"] != "age+gender":
-        raise TrainingError(f"the teacher {path} is an age model; an age + gender model needs one that also "
-                            "answers gender")
-    teacher.trainable = False
-    return teacher
 
 
 def with_teacher(train_ds, teacher, weight: float):
@@ -317,56 +255,6 @@ def _write_untrained(model, cfg: TrainConfig, state: dict, val_ds, log) -> dict:
     return state
 
 
-# What --resume takes from the run it continues, whatever the command line says: the saved optimizer
-# holds the learning rate and its schedule, and the rest decide what the remaining epochs learn.
-RESUMED_SETTINGS = {"batch_size": "-b", "lr": "-lr", "cosine_lr": "--cosine-lr", "ema": "--ema",
-                    "augment": "augmentation", "robust": "--robust", "erase": "-d", "seed": "--seed",
-                    "steps_per_epoch": "--steps-per-epoch", "smooth_gender": "gender label smoothing",
-                    "loss": "--loss", "weight_factor": "-w", "loss_weights": "--loss-weights"}
-
-
-def _resumable_state(cfg: TrainConfig, state_path: Path, last_path: Path, log=print) -> tuple[dict, TrainConfig]:
-    """The state of the run --resume continues and the settings it goes on with (RESUMED_SETTINGS
-    from that run); refused if its files are missing, it is of the other kind or its teacher differs."""
-    if not last_path.exists() or not state_path.exists():
-        raise TrainingError(f"--resume needs {last_path} and {state_path} from an earlier run")
-    state = json.loads(state_path.read_text())
-    then = state["config"]
-    if bool(then.get("gender")) != cfg.gender:
-        kind, script = ("an age + gender", "nets/C3AE_expand.py") if then.get("gender") else ("an age", "nets/C3AE.py")
-        raise TrainingError(f"{last_path} is {kind} run; resume it with {script}")
-    teacher = (then.get("teacher"), then.get("teacher_weight", TrainConfig.teacher_weight))
-    if teacher != (cfg.teacher, cfg.teacher_weight):
-        raise TrainingError(f"the run being resumed was trained with --teacher {teacher[0]} --teacher-weight "
-                            f"{teacher[1]}; resume it with the same")
-    saved = {key: tuple(then[key]) if isinstance(then[key], list) else then[key]
-             for key in RESUMED_SETTINGS if key in then}
-    differ = [f"{RESUMED_SETTINGS[key]} {value} (not {getattr(cfg, key)})"
-              for key, value in saved.items() if value != getattr(cfg, key)]
-    if differ:
-        log(f"note: --resume goes on as the run was started: {', '.join(differ)}; to train on with other "
-            f"settings, start a new run from it (-p {last_path} -s NEW.keras)")
-    if then.get("cosine_lr") and then.get("epochs") != cfg.epochs:
-        log(f"note: the learning rate follows the cosine schedule of the run's own --epochs {then.get('epochs')}")
-    return state, replace(cfg, **saved)
-
-
-def _refuse_to_replace(cfg: TrainConfig, save_path: Path, state_path: Path, last_path: Path) -> None:
-    """A new run never writes over a trained model: its best and last models and its history would be gone."""
-    if cfg.pretrain_path and Path(cfg.pretrain_path).resolve() == save_path.resolve():
-        raise TrainingError(f"-s {save_path} is the -p model; a new run would replace the model it starts from: "
-                            "give another -s")
-    held = [path.name for path in (save_path, last_path, state_path) if path.exists()]
-    if held:
-        try:
-            state = json.loads(state_path.read_text())
-            what = f" ({state['epochs_done']} epochs, best validation MAE {state['best_val_mae']:.3f})"
-        except (OSError, ValueError, KeyError, TypeError):
-            what = ""
-        raise TrainingError(f"-s {save_path}: {', '.join(held)} of a trained model{what} are already there; give "
-                            "another -s, add --resume to go on training it, or remove them yourself")
-
-
 def _note_stale_files(save_path: Path, since: float, log) -> None:
     """Exports, evaluations and the card made from the model before this run no longer describe it."""
     if not save_path.exists() or save_path.stat().st_mtime < since:
@@ -381,49 +269,31 @@ def _note_stale_files(save_path: Path, since: float, log) -> None:
 
 def train(cfg: TrainConfig, log=print) -> dict:
     """Train (or resume) a model; returns the state written to NAME.state.json."""
+    from nets.training.data import load_rows
+
+    configure_devices(cfg.gpu, cfg.cpu_devices, cfg.fp16)
+    request = check_request(cfg, log)  # everything that would end the run badly, before any data is read
+    rows = load_rows(request.cfg.dataset, request.cfg.source, log=log)
+    with RunLock(request.cfg.save_path, log):  # makes the -s folder; no other run writes there meanwhile
+        return _train(request, rows, log)
+
+
+def _train(request, rows, log) -> dict:
     import keras
     import pandas as pd
 
-    from nets.training.data import SMOOTH_GENDER, load_rows, make_dataset, make_or_load_split, read_split, row_sources
+    from nets.training.data import SMOOTH_GENDER, make_dataset, make_or_load_split, row_sources
     from nets.network.model import build_c3ae, describe, load_c3ae
     from nets.evaluation.plots import plot_curves
 
-    if cfg.epochs < 0 or (cfg.epochs == 0 and not cfg.pretrain_path and not cfg.resume):
-        raise TrainingError("--epochs 0 trains nothing; it writes a -p model in another build (e.g. --mirror)"
-                            if cfg.epochs == 0 else f"--epochs must be 0 or more, not {cfg.epochs}")
-    if cfg.epochs == 0 and cfg.ema:
-        log("note: --ema does nothing without training (--epochs 0); not recorded")
-        cfg = replace(cfg, ema=False)
-    configure_devices(cfg.gpu, cfg.cpu_devices, cfg.fp16)
+    cfg, state, parent, teacher = request.cfg, request.state, request.parent, request.teacher
     keras.utils.set_random_seed(cfg.seed)
     strategy = make_strategy(cfg.strategy)
     save_path = Path(cfg.save_path)
-    if save_path.is_dir():
-        raise TrainingError(f"-s {save_path} is a folder; give a file name, e.g. {save_path / 'model.keras'}")
-    if save_path.suffix != ".keras":
-        raise TrainingError(f"-s {save_path}: models are saved as .keras files; give a name that ends in .keras")
     state_path = artifact(save_path, ".state.json")
     last_path = artifact(save_path, ".last.keras")
-    # a trained model in the way, a run that cannot be resumed, a -p model that cannot be read, a split
-    # that cannot be kept and a teacher that cannot teach are refused before the data is read
-    state = {}
-    if cfg.resume:
-        state, cfg = _resumable_state(cfg, state_path, last_path, log)
-    else:
-        _refuse_to_replace(cfg, save_path, state_path, last_path)
-    parent = load_c3ae(cfg.pretrain_path) if cfg.pretrain_path and not cfg.resume else None
-    if parent is not None and cfg.gender and describe(parent)["variant"] == "age":
-        if cfg.epochs == 0:
-            raise TrainingError(f"{cfg.pretrain_path} is an age model: its weights in an age + gender build would "
-                                "answer gender untrained; train it (--epochs N) or use nets/C3AE.py")
-        log(f"note: {cfg.pretrain_path} is an age model; the gender head starts untrained")
-    if cfg.split_from and not cfg.resume and not artifact(save_path, ".split.json").exists():
-        read_split(cfg.split_from, "give the NAME.split.json of the model whose sides are to be kept")
-    teacher = load_teacher(cfg.teacher, cfg) if cfg.teacher and cfg.epochs > 0 else None
     started = time.time()
 
-    rows = load_rows(cfg.dataset, cfg.source, log=log)
-    save_path.parent.mkdir(parents=True, exist_ok=True)
     if cfg.gender:
         known = rows["gender"] >= 0
         if (~known).any():
