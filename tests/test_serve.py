@@ -6,20 +6,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, png_claiming
 from serving import ASTRONAUT, multipart, request, running, several_faces_photo
 
 pytest.importorskip("fastapi", reason="the server's packages are not installed (pip install -r requirements.txt)")
@@ -49,15 +47,6 @@ def server(app):
     """The same app served by uvicorn on a loopback port: its base URL."""
     with running(app) as url:
         yield url
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A PNG of a few dozen bytes whose header claims width x height RGB pixels (a decompression bomb)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 def jpeg_of(image, quality: int = 90) -> bytes:
