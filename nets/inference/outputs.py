@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from detect.prepare import printable_name, utf8_name
+from nets.inference.ranges import range_text
 
 ESC = 27
 
@@ -71,8 +72,10 @@ def report(path, predictions, as_json, **extra):
             answer(json.dumps(p.to_json(file=str(path), **extra)))
         else:
             gender = f", {'female' if p.gender == 'F' else 'male'} ({p.gender_prob:.2f})" if p.gender else ""
+            gender += " uncertain" if p.gender_uncertain else ""
+            span = f" ({range_text(p.age_low, p.age_high)} at {100 * p.age_level:g} %)" if p.age_low is not None else ""
             warning = f" (doubtful: {p.warning})" if p.warning else ""
-            answer(f"{printable_name(path)}: age {p.age:.1f}{gender}, box {[round(v) for v in p.box]}{warning}")
+            answer(f"{printable_name(path)}: age {p.age:.1f}{span}{gender}, box {[round(v) for v in p.box]}{warning}")
 
 
 def quiet_standard_output() -> None:

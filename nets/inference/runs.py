@@ -225,7 +225,7 @@ def run_video(estimator, args) -> int:
         say(f"error: cannot open {what}")
         return 1
     window = Window("C3AE (ESC stops)", not args.no_show)
-    tracks = FaceTracks(window=args.smooth)
+    tracks = FaceTracks(window=args.smooth, with_range=estimator.with_range)
     rate = FrameRate()
     writer, frames, faces, started, fps = None, 0, 0, time.perf_counter(), 0.0
     interrupted = False
