@@ -23,11 +23,13 @@ source) is a temperature fitted (scikit-learn's logistic regression on the logit
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from nets.evaluation.reliability import expected_calibration_error, reliability
 from nets.inference.ranges import (AGE_LIMITS, CALIBRATION_FORMAT, Calibration, calibration_path, file_sha256,
                                    level_name, w1_spread, with_temperature)
 
@@ -41,7 +43,6 @@ OVERALL_TOLERANCE = 0.02    # targets of issue 26, on held-out faces
 BIN_TOLERANCE = 0.05
 MIN_REPORTED_FACES = 100    # a bin of predicted age with fewer held-out faces is reported, not judged
 GENDER_ECE_LIMIT = 0.02
-ECE_BINS = 10
 GENDER_UNCERTAIN_BELOW = 0.65  # --json marks a gender stated with less confidence as uncertain
 SEED = 2019
 
@@ -116,8 +117,10 @@ def fit_table(method: str, answers: Answers, levels=LEVELS) -> dict:
     half_widths = {}
     for level in levels:
         # the range of a prediction of 0 with a scale of 1 in each bin is the table itself: -half .. +half
-        half = regressor.predict_int(np.zeros(len(every_bin)), sigmas=np.ones(len(every_bin)), bins=every_bin,
-                                     confidence=level)[:, 1]
+        with warnings.catch_warnings():  # too few faces for a level: said below, in one sentence
+            warnings.simplefilter("ignore", UserWarning)
+            half = regressor.predict_int(np.zeros(len(every_bin)), sigmas=np.ones(len(every_bin)), bins=every_bin,
+                                         confidence=level)[:, 1]
         if not np.all(np.isfinite(half)):
             smallest = int(np.bincount(bins, minlength=len(every_bin)).min())
             raise CalibrationDataError(f"too few validation faces to calibrate at {100 * level:g} % (a bin of "
@@ -136,8 +139,6 @@ def ranges_of(age_table: dict, answers: Answers, level: float):
 def two_halves(rows, answers: Answers, seed: int = SEED) -> np.ndarray:
     """0 or 1 per face: copies of one photo on one side (nets.training.data.duplicate_groups), the halves
     stratified by source and decade of true age."""
-    import warnings
-
     from sklearn.model_selection import StratifiedGroupKFold
 
     from nets.training.data import duplicate_groups
@@ -249,22 +250,6 @@ def across_sources(answers: Answers, method: str, levels=LEVELS) -> dict:
 
 
 # --- gender -------------------------------------------------------------------------------------------
-
-def reliability(confidence, right) -> list:
-    """ECE_BINS equal bins of stated confidence (0.5..1): faces, mean confidence, accuracy."""
-    edges = np.linspace(0.5, 1.0, ECE_BINS + 1)
-    which = np.clip(np.searchsorted(edges, confidence, side="right") - 1, 0, ECE_BINS - 1)
-    return [{"from": round(float(edges[k]), 3), "faces": int((which == k).sum()),
-             "confidence": round(float(confidence[which == k].mean()), 4),
-             "accuracy": round(float(right[which == k].mean()), 4)}
-            for k in range(ECE_BINS) if (which == k).any()]
-
-
-def expected_calibration_error(confidence, right) -> float:
-    """Sum over the bins of reliability(): share of faces x |accuracy - mean confidence|."""
-    bins = reliability(confidence, right)
-    return float(sum(b["faces"] * abs(b["accuracy"] - b["confidence"]) for b in bins) / max(len(confidence), 1))
-
 
 def gender_figures(male, gender, mask=None) -> dict:
     """Faces, accuracy, mean stated confidence and ECE of P(male) against the true gender."""

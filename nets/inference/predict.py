@@ -157,7 +157,7 @@ class AgeEstimator:
         if not faces:
             return []
         out = self._parts()[1].predict_crops(np.stack([f.crops() for f in faces]))
-        calibrated = self._calibrated(out)
+        calibrated = self.calibrate_answers(out)
         results = []
         for i, face in enumerate(faces):
             gender = gender_prob = None
@@ -171,7 +171,7 @@ class AgeEstimator:
                 gender_prob=gender_prob, warning=face.problem, **{k: v[i] for k, v in calibrated.items()}))
         return results
 
-    def _calibrated(self, out: dict) -> dict:
+    def calibrate_answers(self, out: dict) -> dict:
         """The calibration's share of a batch's answers ({FacePrediction field: a value per face}); the
         gender probabilities in `out` are replaced by calibrated ones where the model has a temperature."""
         if self.calibration is None:
@@ -216,13 +216,16 @@ def draw_predictions(image: np.ndarray, predictions: list[FacePrediction]) -> np
             color = (128, 128, 128)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness)
         label = age_label(p) + (f" {p.gender}" if p.gender else "") + (" ?" if p.warning else "")
-        scale = max(0.5, (x2 - x1) / 160)
-        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        # text grows with the face and with the photo (a small face in a large photo, shown fitted to a
+        # screen, still gets a readable label), its strokes with the text
+        scale = max(0.5, (x2 - x1) / 160, max(image.shape[:2]) / 1400)
+        text_thickness = max(1, round(scale * 1.6))
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, text_thickness)
         top = max(0, y1 - th - base - 4)
         left = max(0, min(x1, canvas.shape[1] - tw - 6))  # a face at the right edge keeps its whole label
         cv2.rectangle(canvas, (left, top), (left + tw + 6, top + th + base + 4), color, -1)
         cv2.putText(canvas, label, (left + 3, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                    (255, 255, 255), thickness, cv2.LINE_AA)
+                    (255, 255, 255), text_thickness, cv2.LINE_AA)
     return canvas
 
 

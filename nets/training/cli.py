@@ -207,7 +207,8 @@ def describe_metrics(metrics: dict, log, what: str) -> None:
     """-test's summary for people: all faces, each source, degraded copies, steadiness."""
     def line(m):
         return (f"{m['faces']} faces, MAE {m['mae']:.3f}, CS(5) {m['cs5']:.3f}"
-                + (f", gender accuracy {m['gender_accuracy']:.4f}" if "gender_accuracy" in m else ""))
+                + (f", gender accuracy {m['gender_accuracy']:.4f}" if "gender_accuracy" in m else "")
+                + (f", gender ECE {m['gender_ece']:.4f}" if "gender_ece" in m else ""))
 
     log(f"{what}: {line(metrics)}")
     for source, m in metrics["per_source"].items():
