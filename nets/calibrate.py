@@ -20,14 +20,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def print_summary(record: dict) -> None:
     """The method comparison and the held-out coverage, as Markdown tables on standard output."""
+    from nets.evaluation.calibration import MIN_REPORTED_FACES
+
     measured = record["measured"]
     levels = sorted(measured["held_out"])
     print(f"\nMethods (held-out halves of {record['data']['validation_faces']} validation faces; kept: {measured['kept']})\n")
     print("| method | " + " | ".join(f"coverage {100 * float(lv):g} % | width | worst predicted decade" for lv in levels) + " |")
     print("|---|" + "---|---|---|" * len(levels))
     for method, c in measured["method_comparison"].items():
-        cells = [f"{c[lv]['coverage']:.3f} | {c[lv]['width']:.2f} | {c[lv]['worst_predicted_decade']} "
-                 f"{c[lv]['worst_predicted_decade_coverage']:.3f}" for lv in levels]
+        cells = [f"{c[lv]['coverage']:.3f} | {c[lv]['width']:.2f} | " + (
+                 f"{c[lv]['worst_predicted_decade']} {c[lv]['worst_predicted_decade_coverage']:.3f}"
+                 if c[lv]["worst_predicted_decade"] else f"none with {MIN_REPORTED_FACES} faces") for lv in levels]
         print(f"| {method} | " + " | ".join(cells) + " |")
     for key, title in (("per_source", "source"), ("per_true_decade", "true age"), ("per_predicted_decade", "predicted age")):
         print(f"\nBy {title} ({measured['kept']}; plain for comparison)\n")

@@ -3,6 +3,7 @@ probabilities checked, and a calibration file used only by the model it was made
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -349,3 +350,19 @@ def test_calibrate_refuses_a_model_without_its_split(tmp_path, run_python):
     lines = [line for line in result.stderr.splitlines() if line.startswith("error")]
     assert result.returncode == 2 and len(lines) == 1 and "no m.split.json beside" in lines[0]
     assert not (tmp_path / "m.calibration.json").exists()
+
+
+@pytest.mark.skipif(not os.environ.get("C3AE_LIGHT_PYTHON"),
+                    reason="no light environment (C3AE_LIGHT_PYTHON is not set; .ci/run sets it)")
+def test_the_light_install_gives_the_range_the_full_one_gives(tmp_path, astronaut_path):
+    """numpy, OpenCV and LiteRT alone (tests/test_light_install.py): the same age range and level."""
+    def answer(python):
+        result = subprocess.run([python, "nets/test.py", "-i", astronaut_path, "--json", "--no-show", "--level", "0.9",
+                                 "-o", tmp_path / "a.jpg"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    light, full = answer(os.environ["C3AE_LIGHT_PYTHON"]), answer(sys.executable)
+    assert light["age_level"] == full["age_level"] == 0.9
+    assert light["age_low"] == pytest.approx(full["age_low"], abs=0.11)
+    assert light["age_high"] == pytest.approx(full["age_high"], abs=0.11)

@@ -206,11 +206,11 @@ def meets_targets(measured: dict) -> dict:
     verdict = {}
     for level, m in measured.items():
         judged = {k: v for k, v in m["per_predicted_decade"].items() if v["faces"] >= MIN_REPORTED_FACES}
-        worst = max(judged, key=lambda k: abs(judged[k]["coverage"] - float(level)))
+        worst = max(judged, key=lambda k: abs(judged[k]["coverage"] - float(level))) if judged else None
         verdict[level] = {"overall_ok": abs(m["coverage"] - float(level)) <= OVERALL_TOLERANCE,
-                          "worst_predicted_decade": worst,
-                          "worst_predicted_decade_coverage": judged[worst]["coverage"],
-                          "bins_ok": abs(judged[worst]["coverage"] - float(level)) <= BIN_TOLERANCE}
+                          "worst_predicted_decade": worst,  # None: no bin holds enough faces to be judged
+                          "worst_predicted_decade_coverage": judged[worst]["coverage"] if judged else None,
+                          "bins_ok": not judged or abs(judged[worst]["coverage"] - float(level)) <= BIN_TOLERANCE}
     return verdict
 
 
@@ -380,7 +380,7 @@ def calibrate_model(model_path, dataset: str | None = None, source: str | None =
         "format": CALIBRATION_FORMAT,
         "model": model_path.name,
         "applies_to": check_exports(model_path, rows, predictions, log),
-        "made_by": f"python nets/calibrate.py {model_path.name} --dataset {dataset} --source '{source}'",
+        "made_by": f"python nets/calibrate.py {model_path} --dataset {dataset} --source '{source}'",
         "data": {"split": split_path.name, "validation_faces": len(rows), "missing": int(split.val_missing),
                  "sources": {s: int((answers.source == s).sum()) for s in sources}},
         "age": table,

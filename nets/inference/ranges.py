@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -142,8 +143,9 @@ def calibration_for(model_path) -> tuple[Calibration | None, str | None]:
     """
     model_path = Path(model_path)
     path = calibration_path(model_path)
-    keras_name = path.name[:-len(CALIBRATION_SUFFIX)] + ".keras"
-    remedy = f"python nets/calibrate.py {path.with_name(keras_name)} makes one"
+    keras_path = path.with_name(path.name[:-len(CALIBRATION_SUFFIX)] + ".keras")
+    shown = os.path.relpath(keras_path) if keras_path.is_absolute() and Path.cwd() in keras_path.parents else keras_path
+    remedy = f"python nets/calibrate.py {shown} makes one"
     if not path.exists():
         return None, f"{model_path.name} has no calibration ({path.name} is not beside it): ages come without a range ({remedy})"
     try:
