@@ -66,6 +66,13 @@ def answer(line: str) -> None:
         raise AnswersNotWritten(f"cannot write to standard output ({(exc.strerror or str(exc)).lower()})") from exc
 
 
+def say_calibration_note(estimator) -> None:
+    """Once per run, when its input is there to be answered: why the ages come without a range (a model
+    without its NAME.calibration.json, or with a damaged one or another model's)."""
+    if estimator.calibration_note:
+        say(f"note: {estimator.calibration_note}")
+
+
 def report(path, predictions, as_json, **extra):
     for p in predictions:
         if as_json:
