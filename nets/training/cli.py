@@ -171,12 +171,12 @@ def run_evaluation(model_path, cfg, log, mirror: bool = False) -> dict:
     metrics = evaluate_model(model, split.val, prefix, title=Path(model_path).name + (" (mirror-averaged)" if mirror else ""),
                              degraded=True, extra={"steadiness": steadiness})
     describe_metrics(metrics, log, "validation" + (" (mirror-averaged)" if mirror else ""))
-    log(f"-> {prefix}.eval.json, {prefix}.eval.png")
     from nets.inference.ranges import calibration_for
 
     calibration_note = calibration_for(model_path)[1]  # a new or retrained model needs its age ranges made anew
     if calibration_note:
         log(f"note: {calibration_note}")
+    log(f"-> {prefix}.eval.json, {prefix}.eval.png")
     return metrics
 
 
