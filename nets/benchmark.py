@@ -6,6 +6,7 @@
   python nets/benchmark.py threads (one AgeEstimator shared by 1, 2 and 4 threads)
   python nets/benchmark.py serve   (nets/serve.py on loopback: requests/s and latency for 1, 4, 16 clients; memory)
   python nets/benchmark.py cli     (the one-photo command, start to exit)
+  python nets/benchmark.py ranges  (what the age range and calibrated gender probability add per face)
   python nets/benchmark.py video   (frames per second and age flicker on a 640x480 still video)
   python nets/benchmark.py large   (seconds and peak memory on 12-50 MP photos)
   python nets/benchmark.py train   --dataset dataset/data --source utk
@@ -563,9 +564,40 @@ def bench_serve(model_path, image_path, requests: int = 150, rounds: int = 3, se
           [[Path(image_path).name, "skipped: needs playwright and /usr/bin/chromium" if page is None else f"{page:.2f}"]])
 
 
+def bench_ranges(model_path, image_path, repeats):
+    """What the age range and the calibrated gender probability add per face (AgeEstimator.calibrate_answers,
+    numpy on the model's outputs), and predict_prepared with and without them, in the same run."""
+    import copy
+
+    import numpy as np
+
+    from detect import load_image, prepare_faces
+    from nets.inference.predict import AgeEstimator
+
+    estimator = AgeEstimator(model_path)
+    if estimator.calibration is None:
+        raise ValueError(f"{estimator.calibration_note}; nothing to time")
+    faces = prepare_faces(load_image(image_path), estimator.detector)[:1]
+    if not faces:
+        raise ValueError(f"no face in {image_path}")
+    rows = []
+    for count in (1, 32):
+        out = estimator.runner.predict_crops(np.repeat(np.stack([faces[0].crops()]), count, axis=0))
+        t = median_seconds(lambda: estimator.calibrate_answers(copy.copy(out)), repeats * 50)
+        rows.append([f"range + gender probability alone, batch of {count}", f"{t / count * 1e3:.4f}"])
+    calibration = estimator.calibration
+    for name, used in (("predict_prepared, 1 face, calibrated", calibration), ("predict_prepared, 1 face, without", None)):
+        estimator.calibration = used
+        t = median_seconds(lambda: estimator.predict_prepared(faces), repeats * 10)
+        rows.append([name, f"{t * 1e3:.4f}"])
+    estimator.calibration = calibration
+    table(f"Age range and calibrated gender probability ({Path(model_path).name}, {calibration.method})",
+          ["step", "ms per face"], rows)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("model", "photo", "threads", "serve", "cli", "video", "large", "train",
+    p.add_argument("what", choices=("model", "photo", "threads", "serve", "ranges", "cli", "video", "large", "train",
                                     "preprocess", "all"))
     p.add_argument("--model", default=None, help="the model of the default path (default: nets/test.py's)")
     p.add_argument("--keras-model", default=str(REPO / "model" / "c3ae_utk_asia_age_gender.keras"),
@@ -600,6 +632,8 @@ def main(argv=None):
             bench_model(args.keras_model, args.repeats)
         if args.what in ("photo", "all"):
             bench_photo(model, args.keras_model, args.image, args.repeats, detectors)
+        if args.what in ("ranges", "all"):
+            bench_ranges(model, args.image, args.repeats)
         if args.what in ("threads", "all"):
             bench_threads(model, args.image)
         if args.what in ("serve", "all"):

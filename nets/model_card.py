@@ -3,8 +3,8 @@
 
   python nets/model_card.py model/c3ae_utk_asia_age_gender.keras
 
-It reads NAME.state.json (training, with the stages of -p fine-tuning), NAME.eval.json (from -test) and the .tflite exports (from
--fz) beside the model, and records the SHA-256 of every file it names. `check_faces` is the MAE on
+It reads NAME.state.json (training, with the stages of -p fine-tuning), NAME.eval.json (from -test), the .tflite exports (from
+-fz) and NAME.calibration.json (from nets/calibrate.py) beside the model, and records the SHA-256 of every file it names. `check_faces` is the MAE on
 a fixed list of 500 validation faces (every k-th validation key in sorted order), so a test can
 reproduce an exact number from the raw images.
 """
@@ -71,6 +71,7 @@ def check_exports(model, exports: dict, crops) -> None:
 def write_card(model_path, dataset: str | None = None, source: str | None = None) -> dict:
     """The card of a model; dataset and source default to those it was trained on (its state file)."""
     from nets.training.data import face_crops, load_rows
+    from nets.evaluation.calibration import add_to_card
     from nets.evaluation.evaluate import evaluate_model
     from nets.training.export import exports_beside
     from nets.network.model import as_float32, load_c3ae
@@ -118,6 +119,7 @@ def write_card(model_path, dataset: str | None = None, source: str | None = None
                    for h in all_epochs(state)[0]],
         "files": {f.name: {"bytes": f.stat().st_size, "sha256": sha256(f)} for f in files},
     }
+    add_to_card(card, model_path)  # NAME.calibration.json (nets/calibrate.py): its numbers and its hash
     out = artifact(model_path, ".card.json")
     out.write_text(json.dumps(card, indent=2))
     return card

@@ -7,6 +7,8 @@ Examples:
   python nets/test.py -v                 # webcam 0; ESC stops
   python nets/test.py -v clip.mp4 -o annotated.mp4 --no-show
 
+Every age comes with a range that holds the true age for 80 % of faces like the model's validation
+faces (--level 0.9: 90 %), from NAME.calibration.json beside the model (nets/calibrate.py makes it).
 With the default .tflite model and the YuNet detector nothing imports TensorFlow: numpy,
 OpenCV and ai-edge-litert are enough.
 """
@@ -69,6 +71,10 @@ def parse_args(argv=None):
                    help=f"the detector looks at a copy whose longer side is at most this many pixels; faces are "
                         f"still cut from the full image (default: {MAX_SIDE} for photos, {VIDEO_DETECT_SIZE} for "
                         "video, where every millisecond counts)")
+    p.add_argument("--level", type=float, default=None,
+                   help="coverage of the age range beside every age, one the model was calibrated at (its "
+                        "NAME.calibration.json, from nets/calibrate.py): 0.8 means the range holds the true age "
+                        "for 80 %% of faces like its validation faces (default: the calibration's, 0.8)")
     p.add_argument("--smooth", type=int, default=15,
                    help="-v: average each person's age and gender over this many frames (1: no averaging; "
                         "default 15)")
@@ -80,6 +86,8 @@ def parse_args(argv=None):
         p.error(f"--min-face-size must be at least {SMALLEST_FACE} pixels")
     if args.smooth < 1:
         p.error("--smooth must be at least 1 frame")
+    if args.level is not None and not 0 < args.level < 1:
+        p.error(f"--level is a coverage between 0 and 1, such as 0.8 or 0.9, not {args.level:g}")
     if args.detect_size is not None and args.detect_size < 64:
         p.error("--detect-size must be at least 64 pixels")
     if args.detect_size is None:
@@ -94,11 +102,12 @@ def main(argv=None) -> int:
     from detect import DetectorError
     from nets.network.contract import ModelFileError
     from nets.inference.predict import DEFAULT_MODEL, AgeEstimator
+    from nets.inference.ranges import CalibrationError
 
     model = args.model or DEFAULT_MODEL
     try:
         estimator = AgeEstimator(model, detector=args.detector, min_face_size=args.min_face_size,
-                                 max_side=args.detect_size)
+                                 max_side=args.detect_size, level=args.level)
     except KeyboardInterrupt:
         say("interrupted")
         return 130
@@ -109,6 +118,9 @@ def main(argv=None) -> int:
     except DetectorError as exc:
         say(f"error: {exc}")
         return 1
+    except CalibrationError as exc:  # --level at a level the model was not calibrated at
+        say(f"error: {exc}")
+        return 2
     from nets.inference.outputs import AnswersNotWritten, quiet_standard_output
     from nets.inference.runs import run_folder, run_image, run_video
 

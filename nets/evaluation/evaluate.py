@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nets.evaluation.reliability import gender_ece
 from nets.training.data import row_sources
 
 
@@ -36,19 +37,21 @@ def age_metrics(true_age, pred_age) -> dict:
 
 
 def face_metrics(true_age, true_gender, predictions: dict) -> dict:
-    """Age metrics, and with a gender output, gender accuracy overall and per decade (faces with
-    a known gender)."""
+    """Age metrics, and with a gender output, gender accuracy and expected calibration error (ECE)
+    overall and per decade (faces with a known gender)."""
     metrics = age_metrics(true_age, predictions["age"])
     if "gender" in predictions:
         known = true_gender >= 0
         right = predictions["gender"].argmax(axis=1) == true_gender
         if known.any():
             metrics["gender_accuracy"] = round(float(right[known].mean()), 4)
+            metrics["gender_ece"] = round(gender_ece(predictions["gender"][known], true_gender[known]), 4)
         for decade, entry in metrics["mae_per_decade"].items():  # children's gender is much harder
             lo = int(decade.split("-")[0])
             mask = known & (true_age >= lo) & (true_age < lo + 10)
             if mask.any():
                 entry["gender_accuracy"] = round(float(right[mask].mean()), 4)
+                entry["gender_ece"] = round(gender_ece(predictions["gender"][mask], true_gender[mask]), 4)
     return metrics
 
 

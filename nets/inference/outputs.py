@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from detect.prepare import printable_name, utf8_name
+from nets.inference.ranges import range_text
 
 ESC = 27
 
@@ -65,14 +66,23 @@ def answer(line: str) -> None:
         raise AnswersNotWritten(f"cannot write to standard output ({(exc.strerror or str(exc)).lower()})") from exc
 
 
+def say_calibration_note(estimator) -> None:
+    """Once per run, when its input is there to be answered: why the ages come without a range (a model
+    without its NAME.calibration.json, or with a damaged one or another model's)."""
+    if estimator.calibration_note:
+        say(f"note: {estimator.calibration_note}")
+
+
 def report(path, predictions, as_json, **extra):
     for p in predictions:
         if as_json:
             answer(json.dumps(p.to_json(file=str(path), **extra)))
         else:
             gender = f", {'female' if p.gender == 'F' else 'male'} ({p.gender_prob:.2f})" if p.gender else ""
+            gender += " uncertain" if p.gender_uncertain else ""
+            span = f" ({range_text(p.age_low, p.age_high)} at {100 * p.age_level:g} %)" if p.age_low is not None else ""
             warning = f" (doubtful: {p.warning})" if p.warning else ""
-            answer(f"{printable_name(path)}: age {p.age:.1f}{gender}, box {[round(v) for v in p.box]}{warning}")
+            answer(f"{printable_name(path)}: age {p.age:.1f}{span}{gender}, box {[round(v) for v in p.box]}{warning}")
 
 
 def quiet_standard_output() -> None:

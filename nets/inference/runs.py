@@ -12,7 +12,7 @@ from pathlib import Path
 
 from detect.prepare import printable_name, utf8_name
 from nets.inference.outputs import (StopOnCtrlC, Window, can_write_image, output_problem, report, say,
-                                    write_image)
+                                    say_calibration_note, write_image)
 
 
 def run_image(estimator, args) -> int:
@@ -31,6 +31,7 @@ def run_image(estimator, args) -> int:
     except ImageReadError as exc:
         say(f"error: {exc}")
         return 1
+    say_calibration_note(estimator)
     try:
         predictions = estimator.predict(image)
     except (ValueError, cv2.error) as exc:
@@ -122,6 +123,7 @@ def run_folder(estimator, args) -> int:
         return 1
     entries = len(files) + sum(skipped.values())
     counts = Counter()
+    say_calibration_note(estimator)
     interrupted = False
     try:
         with StopOnCtrlC("image") as stop:
@@ -224,8 +226,9 @@ def run_video(estimator, args) -> int:
         what = f"camera {source}" if isinstance(source, int) else f"video {source}"
         say(f"error: cannot open {what}")
         return 1
+    say_calibration_note(estimator)
     window = Window("C3AE (ESC stops)", not args.no_show)
-    tracks = FaceTracks(window=args.smooth)
+    tracks = FaceTracks(window=args.smooth, with_range=estimator.with_range)
     rate = FrameRate()
     writer, frames, faces, started, fps = None, 0, 0, time.perf_counter(), 0.0
     interrupted = False

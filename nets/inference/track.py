@@ -32,12 +32,16 @@ class FaceTracks:
     window: frames averaged per person (15 is half a second at 30 frames per second).
     min_iou: least box overlap with the face's previous box to count as the same person.
     max_missed: frames a person may go undetected before the track is forgotten.
+    with_range: with_range(prediction) -> prediction with its age range (and gender uncertainty) worked
+        out for its smoothed answers (AgeEstimator.with_range); without it a smoothed answer carries none
+        (a single frame's range does not belong beside an average).
     """
 
-    def __init__(self, window: int = 15, min_iou: float = 0.3, max_missed: int = 10):
+    def __init__(self, window: int = 15, min_iou: float = 0.3, max_missed: int = 10, with_range=None):
         if window < 1:
             raise ValueError("the smoothing window must be at least 1 frame")
         self.window, self.min_iou, self.max_missed = int(window), float(min_iou), int(max_missed)
+        self.with_range = with_range
         self.tracks: list[Track] = []
         self._next_id = 0
 
@@ -74,11 +78,13 @@ class FaceTracks:
         self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
         return smoothed
 
-    @staticmethod
-    def _smooth(prediction, track: Track):
+    def _smooth(self, prediction, track: Track):
         gender, gender_prob = prediction.gender, prediction.gender_prob
         if track.male:
             male = float(np.mean(track.male))
             gender, gender_prob = ("M", male) if male >= 0.5 else ("F", 1.0 - male)
-        return replace(prediction, age=float(np.mean(track.ages)), gender=gender, gender_prob=gender_prob,
-                       distribution=np.mean(track.distributions, axis=0).tolist(), track=track.id)
+        smoothed = replace(prediction, age=float(np.mean(track.ages)), gender=gender, gender_prob=gender_prob,
+                           distribution=np.mean(track.distributions, axis=0).tolist(), track=track.id)
+        if self.with_range:
+            return self.with_range(smoothed)
+        return replace(smoothed, age_low=None, age_high=None, age_level=None, gender_uncertain=None)

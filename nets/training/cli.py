@@ -171,6 +171,11 @@ def run_evaluation(model_path, cfg, log, mirror: bool = False) -> dict:
     metrics = evaluate_model(model, split.val, prefix, title=Path(model_path).name + (" (mirror-averaged)" if mirror else ""),
                              degraded=True, extra={"steadiness": steadiness})
     describe_metrics(metrics, log, "validation" + (" (mirror-averaged)" if mirror else ""))
+    from nets.inference.ranges import calibration_for
+
+    calibration_note = calibration_for(model_path)[1]  # a new or retrained model needs its age ranges made anew
+    if calibration_note:
+        log(f"note: {calibration_note}")
     log(f"-> {prefix}.eval.json, {prefix}.eval.png")
     return metrics
 
@@ -207,7 +212,8 @@ def describe_metrics(metrics: dict, log, what: str) -> None:
     """-test's summary for people: all faces, each source, degraded copies, steadiness."""
     def line(m):
         return (f"{m['faces']} faces, MAE {m['mae']:.3f}, CS(5) {m['cs5']:.3f}"
-                + (f", gender accuracy {m['gender_accuracy']:.4f}" if "gender_accuracy" in m else ""))
+                + (f", gender accuracy {m['gender_accuracy']:.4f}" if "gender_accuracy" in m else "")
+                + (f", gender ECE {m['gender_ece']:.4f}" if "gender_ece" in m else ""))
 
     log(f"{what}: {line(metrics)}")
     for source, m in metrics["per_source"].items():
