@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Calibrate a model: an honest range for every age, and its gender probabilities checked.
 
-  python nets/calibrate.py model/c3ae_utk_asia_age_gender.keras --dataset /work/data/prep --source 'utk|asia'
+  python nets/calibrate.py model/c3ae_utk_asia_age_gender.keras --dataset dataset/data --source 'utk|asia'
 
 From the model's saved validation split (NAME.split.json) it writes NAME.calibration.json beside the
 model (the table nets/test.py, AgeEstimator and the light install apply, and the numbers measured on
