@@ -214,6 +214,9 @@ class MTCNNDetector(FaceDetector):
         ]
 
 
+_QUIET_OPENCV = threading.Lock()
+
+
 class YuNetDetector(FaceDetector):
     """YuNet (libfacedetection, OpenCV's model zoo, MIT licence) run by `cv2.FaceDetectorYN`.
 
@@ -236,15 +239,16 @@ class YuNetDetector(FaceDetector):
         if not model_path.is_file():
             raise DetectorError(f"YuNet model {model_path} not found (it ships in model/ of this project)")
         self.score_threshold = float(score_threshold)
-        level = cv2.utils.logging.getLogLevel()
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # OpenCV 5 warns of its DNN engine
-        try:
-            self._yunet = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), self.score_threshold,
-                                                    float(nms_threshold), 5000)
-        except cv2.error as exc:
-            raise DetectorError(f"YuNet model {model_path} is damaged or not an ONNX model file") from exc
-        finally:
-            cv2.utils.logging.setLogLevel(level)
+        with _QUIET_OPENCV:  # the log level is the process's: threads making detectors at once take turns
+            level = cv2.utils.logging.getLogLevel()
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # OpenCV 5 warns of its DNN engine
+            try:
+                self._yunet = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), self.score_threshold,
+                                                        float(nms_threshold), 5000)
+            except cv2.error as exc:
+                raise DetectorError(f"YuNet model {model_path} is damaged or not an ONNX model file") from exc
+            finally:
+                cv2.utils.logging.setLogLevel(level)
 
     def _run(self, bgr: np.ndarray, min_face: float) -> list[Detection]:
         if min(bgr.shape[:2]) < 10:

@@ -7,6 +7,7 @@ crops it would give when read back from a feather file.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 import cv2
@@ -38,9 +39,9 @@ def megapixels(pixels: float) -> str:
 
 
 def too_large(width: int, height: int, max_pixels: int = MAX_PIXELS) -> str | None:
-    """The size of an image that is over max_pixels, as said to people ("60000x60000 pixels,
-    3,600 MP"), or None."""
-    return None if width * height <= max_pixels else f"{width}x{height} pixels, {megapixels(width * height)}"
+    """The size of an image that is over max_pixels, as said to people ("7072x7071 = 50,006,112 pixels":
+    exact, since "50 MP" over a limit of 50 MP reads as no reason at all), or None."""
+    return None if width * height <= max_pixels else f"{width}x{height} = {width * height:,} pixels"
 
 
 def over_the_limit(max_pixels: int = MAX_PIXELS) -> str:
@@ -61,8 +62,9 @@ def header_problem(data: bytes, max_pixels: int = MAX_PIXELS) -> str | None:
         try:
             with Image.open(io.BytesIO(data)) as image:
                 return too_large(*image.size, max_pixels)
-        except Image.DecompressionBombError:  # Pillow's own refusal, from about 179 MP on
-            return f"its header claims over {megapixels(2 * Image.MAX_IMAGE_PIXELS)}"
+        except Image.DecompressionBombError as exc:  # Pillow's own refusal, from about 179 MP on
+            claimed = re.search(r"\((\d+) pixels\)", str(exc))  # Pillow says "Image size (N pixels) exceeds ..."
+            return f"its header claims {int(claimed.group(1)):,} pixels" if claimed else "its header claims too many pixels"
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError):  # not Pillow's, or a damaged header
             return None
 

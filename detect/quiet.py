@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 
 # TensorFlow's C++ log lines ("I0000 00:00:1795889989.962687    7519 port.cc:153] ...") and the
 # notice absl writes before them.
@@ -21,26 +22,29 @@ _ABSL_PRELUDE = "WARNING: All log messages before absl::InitializeLog() is calle
 _CUINIT_FAILED = "failed call to cuInit"
 
 
+# File descriptor 2 is the process's: one capture at a time. Two threads that swapped it at once (a
+# server's threads each making their LiteRT interpreter) left stderr pointing at a deleted file for good.
+_CAPTURE = threading.RLock()
+
+
 @contextlib.contextmanager
 def captured_stderr():
     """Collect what is written to file descriptor 2 (native code included) in the block; yields a
     list that receives the text when the block ends. The descriptor is the process's: meant for
-    start-up, not for code that runs while other threads write to stderr."""
+    start-up; other threads' writes in the block are captured too, and captures take turns."""
     text = []
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with tempfile.TemporaryFile() as sink:
-            os.dup2(sink.fileno(), 2)
-            try:
-                yield text
-            finally:
-                sys.stderr.flush()
-                os.dup2(saved, 2)
-                sink.seek(0)
-                text.append(sink.read().decode(errors="replace"))
-    finally:
-        os.close(saved)
+    with _CAPTURE, tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield text
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text.append(sink.read().decode(errors="replace"))
 
 
 def without_tensorflow_notices(text: str, gpu: bool) -> str:

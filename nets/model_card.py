@@ -82,6 +82,9 @@ def write_card(model_path, dataset: str | None = None, source: str | None = None
     if not model_path.is_file():  # before its records: "no X.state.json" sent people looking for the wrong file
         raise FileNotFoundError(f"model file {model_path} does not exist" if not model_path.exists()
                                 else f"{model_path} is not a model file")
+    if model_path.suffix != ".keras":  # a card is written for the trained model, and lists its exports
+        raise ValueError(f"{model_path} is not a .keras model; give the model its exports were made from "
+                         f"({model_path.name.split('.')[0]}.keras): its card lists them")
     state = read_record(artifact(model_path, ".state.json"), "training")
     evaluation = read_record(artifact(model_path, ".eval.json"), "-test on the whole validation split")
     dataset = dataset or state["config"]["dataset"]

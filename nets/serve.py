@@ -29,7 +29,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every network)")
-    p.add_argument("--port", type=int, default=8000, help="default 8000")
+    p.add_argument("--port", type=int, default=8000, help="default 8000; 0: any free port (the one taken is said)")
     p.add_argument("-m", "--model", default=str(DEFAULT_MODEL),
                    help=".keras or .tflite model (default: the shipped age + gender model)")
     p.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR,
@@ -45,11 +45,34 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.threads < 1 or args.queue < 0 or args.max_upload_mb <= 0:
         p.error("--threads must be at least 1, --queue at least 0 and --max-upload-mb above 0")
+    if not 0 <= args.port <= 65535:  # uvicorn took 99999 as 34463 and said 99999
+        p.error(f"--port must be between 0 and 65535, not {args.port}")
     return args
+
+
+def listening_socket(host: str, port: int):
+    """A socket bound to host:port and listening, or OSError saying why not; bound before the model loads,
+    so that a port in use or an unknown host is said at once, and the address is announced only once it
+    is taken."""
+    import socket
+
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                         flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    import socket
+
     import uvicorn
 
     from detect import DetectorError
@@ -57,15 +80,24 @@ def main(argv=None) -> int:
     from nets.network.contract import ModelFileError
 
     try:
+        sock = listening_socket(args.host, args.port)
+    except OSError as exc:  # socket.gaierror too: an unknown host
+        print(f"error: cannot listen on {args.host}:{args.port} ({(exc.strerror or str(exc)).lower()})",
+              file=sys.stderr)
+        return 2
+    try:
         app = create_app(args.model, args.detector, threads=args.threads, queue=args.queue,
                          max_body_bytes=int(args.max_upload_mb * 1e6))
     except (ModelFileError, DetectorError) as exc:
+        sock.close()
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"C3AE: open http://{args.host}:{args.port}/ ({Path(args.model).name}, {args.detector}, "
-          f"{args.threads} threads); Ctrl-C stops", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, access_log=not args.quiet, log_level="info",
-                timeout_graceful_shutdown=5)
+    port = sock.getsockname()[1]
+    shown = f"[{args.host}]" if sock.family == socket.AF_INET6 else args.host
+    print(f"C3AE: open http://{shown}:{port}/ ({Path(args.model).name}, {args.detector}, {args.threads} "
+          f"thread{'s' if args.threads > 1 else ''}); Ctrl-C stops", file=sys.stderr, flush=True)
+    config = uvicorn.Config(app, access_log=not args.quiet, log_level="info", timeout_graceful_shutdown=5)
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 

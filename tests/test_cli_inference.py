@@ -114,6 +114,9 @@ def test_folder_summary_accounts_for_every_entry(tmp_path, astronaut_path):
     assert summary.startswith("5 entries in 3 folders: 2 images, 2 faces; skipped:"), summary
     for part in ("1 broken links", "1 not regular files (pipes, sockets, devices)", "1 links to folders (not followed)"):
         assert part in summary, summary
+    for name, reason in (("dangling.jpg", "broken links"), ("pipe.jpg", "not regular files (pipes, sockets, devices)"),
+                         ("sub/loop", "links to folders (not followed)")):  # each one named, not only counted
+        assert f"skipped {folder / name}: {reason}" in result.stderr, result.stderr
 
 
 def test_ctrl_c_during_a_folder_ends_with_a_summary(tmp_path, astronaut_path):

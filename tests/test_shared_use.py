@@ -62,8 +62,9 @@ def test_an_image_over_the_pixel_limit_is_refused_from_its_header(tmp_path, widt
     message = str(err.value)
     assert message.startswith(f"{path}: too large, over the limit of 50 MP") and "shrink it first" in message
     assert err.value.reason == "too large, over the limit of 50 MP"
-    if width * height < 150e6:  # Pillow reads the size; above about 179 MP it refuses to say more
-        assert f"{width}x{height} pixels" in message
+    # the exact count: Pillow reads the size, or says how many pixels the header claims where it refuses
+    assert (f"({width}x{height} = {width * height:,} pixels)" in message if width * height < 150e6
+            else f"(its header claims {width * height:,} pixels)" in message), message
 
 
 def test_a_photo_just_under_the_limit_is_read(tmp_path):
@@ -87,5 +88,27 @@ def test_an_array_over_the_limit_is_refused_by_the_api(repo_root):
     from nets import AgeEstimator
 
     estimator = AgeEstimator()
-    with pytest.raises(ValueError, match=r"too large, over the limit of 50 MP \(7100x7100 pixels, 50 MP\)"):
+    with pytest.raises(ValueError, match=r"too large, over the limit of 50 MP \(7100x7100 = 50,410,000 pixels\)"):
         estimator.predict(np.zeros((7100, 7100, 3), np.uint8))
+
+
+def test_interpreters_made_on_many_threads_at_once_leave_stderr_where_it_was(repo_root):
+    """Each thread's LiteRT interpreter is made with stderr captured (its start-up notice); eight threads
+    swapping file descriptor 2 at once left it pointing at a deleted temporary file for good, so the
+    server's messages and any later traceback were lost."""
+    import os
+
+    from nets.inference.tflite import TFLiteModel
+
+    before = os.fstat(2)
+    start = threading.Barrier(8)
+
+    def make(_):
+        start.wait()
+        return TFLiteModel(repo_root / "model" / "c3ae_utk_asia_age_gender.float32.tflite")
+
+    for _ in range(3):
+        with ThreadPoolExecutor(8) as pool:
+            assert len(list(pool.map(make, range(8)))) == 8
+        after = os.fstat(2)
+        assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino), "stderr no longer where it was"

@@ -612,6 +612,14 @@ def test_resume_goes_on_with_the_settings_of_the_run_it_continues(tmp_path):
     assert said == []
     with pytest.raises(TrainingError, match="is an age run; resume it with nets/C3AE.py"):
         _resumable_state(replace(started, gender=True, resume=True), state_path, last_path, said.append)
+    # without --epochs a resumed run goes on to its own epochs (the default 250 once ran a 4-epoch run to 250)
+    from nets.training.cli import build_parser, config_from_args
+
+    args = build_parser("C3AE", gender=False).parse_args(["-s", str(model), "--resume"])
+    _, cfg = _resumable_state(config_from_args(args, False), state_path, last_path, said.append)
+    assert cfg.epochs == 6
+    new = build_parser("C3AE", gender=False).parse_args(["-s", str(tmp_path / "other.keras")])
+    assert config_from_args(new, False).epochs is None  # check_request makes it the default, 250
 
 
 def test_an_age_model_is_not_written_as_an_age_and_gender_model_untrained(tiny_utk, capsys, tmp_path):
@@ -667,7 +675,8 @@ def test_numbers_that_cannot_train_are_refused_from_the_api_too():
 
     for wrong, words in ((dict(lr=float("nan")), "-lr must be a number above 0, not nan"),
                          (dict(gender=True, loss_weights=(1.0, -10.0, 30.0)), "--loss-weights must be 0 or more"),
-                         (dict(weight_factor=-1.0), "-w must be 0 or more, not -1")):
+                         (dict(weight_factor=-1.0), "-w must be 0 or more, not -1"),
+                         (dict(gender=True, loss_weights=(0.0, 0.0, 0.0)), "--loss-weights 0 0 0 trains nothing")):
         with pytest.raises(TrainingError, match=re.escape(words)):
             check_numbers(TrainConfig(epochs=1, **wrong))
     check_numbers(TrainConfig(epochs=1))
@@ -1046,3 +1055,6 @@ def test_a_card_for_a_model_that_is_not_there_names_the_model(run_python, tmp_pa
     result = run_python("nets/model_card.py", tmp_path / "typo.keras")
     assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip().splitlines()[-1] == f"error: model file {tmp_path / 'typo.keras'} does not exist"
+    export = run_python("nets/model_card.py", "model/c3ae_utk_asia_age_gender.float32.tflite")
+    assert export.returncode != 0 and "give the model its exports were made from (c3ae_utk_asia_age_gender.keras)" \
+        in export.stderr, export.stderr

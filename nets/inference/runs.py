@@ -58,14 +58,18 @@ def run_image(estimator, args) -> int:
 
 def folder_entries(root: Path, skip_below: Path | None):
     """(image candidates, Counter of skipped entries by reason, folders searched): every entry
-    below root is either a candidate or counted. Symbolic links to folders are not followed
-    (no loops); links to files are read like files."""
+    below root is either a candidate or counted, and each one skipped is named on standard error.
+    Symbolic links to folders are not followed (no loops); links to files are read like files."""
     import stat
 
     candidates, skipped, folders = [], Counter(), 0
 
+    def skip(path, reason: str):
+        say(f"skipped {printable_name(path)}: {reason}")
+        skipped[reason] += 1
+
     def unreadable(error):
-        skipped["unreadable folders"] += 1
+        skip(error.filename, "unreadable folders")
 
     for current, dirs, files in os.walk(root, followlinks=False, onerror=unreadable):
         current = Path(current)
@@ -75,21 +79,21 @@ def folder_entries(root: Path, skip_below: Path | None):
         folders += 1
         for name in sorted(dirs):
             if (current / name).is_symlink():
-                skipped["links to folders (not followed)"] += 1
+                skip(current / name, "links to folders (not followed)")
         dirs[:] = sorted(d for d in dirs if not (current / d).is_symlink())
         for name in sorted(files):
             path = current / name
             try:
                 mode = path.stat().st_mode  # follows links
             except OSError:
-                skipped["broken links" if path.is_symlink() else "unreadable entries"] += 1
+                skip(path, "broken links" if path.is_symlink() else "unreadable entries")
                 continue
             if stat.S_ISREG(mode):
                 candidates.append(path)
             elif stat.S_ISDIR(mode):
-                skipped["links to folders (not followed)"] += 1
+                skip(path, "links to folders (not followed)")
             else:
-                skipped["not regular files (pipes, sockets, devices)"] += 1
+                skip(path, "not regular files (pipes, sockets, devices)")
     return candidates, skipped, folders
 
 

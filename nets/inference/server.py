@@ -260,7 +260,7 @@ def create_app(model_path=DEFAULT_MODEL, detector: str = DEFAULT_DETECTOR, threa
     async def model():
         return summary
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)  # HEAD: what `curl -I` asks
     async def page():
         return FileResponse(WEB / "index.html", headers={"Content-Security-Policy": PAGE_POLICY,
                                                           "Cache-Control": "no-cache"})

@@ -58,8 +58,9 @@ def build_parser(description: str, gender: bool) -> argparse.ArgumentParser:
     p.add_argument("-lr", "--learning-rate", dest="lr", type=_number(float, 0.0, low_open=True), default=0.002, help="Adam learning rate")
     p.add_argument("--source", default="utk", help="feather source name or regex, e.g. 'utk|afad'")
     p.add_argument("--dataset", default="dataset/data", help="folder of the feather files (searched recursively)")
-    p.add_argument("--epochs", type=int, default=250,
-                   help="training epochs; 0 with -p: train nothing, write -p's model in the build the flags ask for")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="training epochs; 0 with -p: train nothing, write -p's model in the build the flags ask for "
+                        "(default: 250; with --resume: the epochs of the run it continues)")
     p.add_argument("--loss", choices=("kl", "focal"), default="kl",
                    help="loss on W1: KL (paper) or class-balanced focal (original code)")
     p.add_argument("--seed", type=int, default=2019,

@@ -12,6 +12,9 @@ class TrainingError(RuntimeError):
     pass
 
 
+DEFAULT_EPOCHS = 250  # the original's
+
+
 @dataclass
 class TrainConfig:
     dataset: str = "dataset/data"
@@ -32,7 +35,7 @@ class TrainConfig:
     loss_weights: tuple = (1.0, 10.0, 30.0)  # age, W1, gender (age+gender model)
     smooth_gender: bool = True
     batch_size: int = 50
-    epochs: int = 250
+    epochs: int | None = DEFAULT_EPOCHS   # None: 250 for a new run, the run's own for --resume
     lr: float = 0.002
     cosine_lr: bool = False
     ema: bool = False                      # validate and keep the best model with averaged weights

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nets.network.contract import artifact
-from nets.training.config import TrainConfig, TrainingError
+from nets.training.config import DEFAULT_EPOCHS, TrainConfig, TrainingError
 
 
 @dataclass
@@ -30,6 +30,8 @@ def check_request(cfg: TrainConfig, log=print) -> CheckedRequest:
     from nets.network.model import describe, load_c3ae
     from nets.training.data import read_split
 
+    if cfg.epochs is None and not cfg.resume:  # not given; with --resume: the run's own (_resumable_state)
+        cfg = replace(cfg, epochs=DEFAULT_EPOCHS)
     check_numbers(cfg)
     if cfg.epochs == 0 and cfg.ema:
         log("note: --ema does nothing without training (--epochs 0); not recorded")
@@ -60,7 +62,7 @@ def check_request(cfg: TrainConfig, log=print) -> CheckedRequest:
 def check_numbers(cfg: TrainConfig) -> None:
     """Numbers that cannot train: a NaN learning rate used to run a whole epoch of NaN and leave a split
     and a log behind; a negative loss weight trains the model away from the labels."""
-    if cfg.epochs < 0 or (cfg.epochs == 0 and not cfg.pretrain_path and not cfg.resume):
+    if cfg.epochs is not None and (cfg.epochs < 0 or (cfg.epochs == 0 and not cfg.pretrain_path and not cfg.resume)):
         raise TrainingError("--epochs 0 trains nothing; it writes a -p model in another build (e.g. --mirror)"
                             if cfg.epochs == 0 else f"--epochs must be 0 or more, not {cfg.epochs}")
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):
@@ -69,6 +71,8 @@ def check_numbers(cfg: TrainConfig) -> None:
     for flag, values in weights.items():
         if not all(math.isfinite(v) and v >= 0 for v in values):
             raise TrainingError(f"{flag} must be 0 or more, not {' '.join(f'{v:g}' for v in values)}")
+    if cfg.gender and not any(cfg.loss_weights):
+        raise TrainingError("--loss-weights 0 0 0 trains nothing (every loss weighs 0); give at least one above 0")
     if cfg.width < 1:
         raise TrainingError(f"--width must be 1 or more, not {cfg.width}")
     if not 0.0 <= cfg.teacher_weight <= 1.0:
@@ -161,6 +165,8 @@ def _resumable_state(cfg: TrainConfig, state_path: Path, last_path: Path, log=pr
     if teacher != (cfg.teacher, cfg.teacher_weight):
         raise TrainingError(f"the run being resumed was trained with --teacher {teacher[0]} --teacher-weight "
                             f"{teacher[1]}; resume it with the same")
+    if cfg.epochs is None:  # --epochs not given: on to the run's own (the default 250 once ran a 4-epoch run to 250)
+        cfg = replace(cfg, epochs=then["epochs"])
     saved = {key: tuple(then[key]) if isinstance(then[key], list) else then[key]
              for key in RESUMED_SETTINGS if key in then}
     differ = [f"{RESUMED_SETTINGS[key]} {value} (not {getattr(cfg, key)})"

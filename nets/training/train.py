@@ -322,7 +322,7 @@ def _train(request, rows, log) -> dict:
                 log(f"note: {last_path} holds {iterations // steps} epochs, {state_path} says {initial_epoch}; "
                     f"the model file counts")
                 initial_epoch = state["epochs_done"] = iterations // steps
-            log(f"resuming {last_path} after epoch {initial_epoch}")
+            log(f"resuming {last_path} after epoch {initial_epoch} of {cfg.epochs}")
         else:
             model = build_c3ae(se=cfg.se, white=cfg.white, bins=cfg.bins, gender=cfg.gender,
                                activation=cfg.activation, se_pooling=cfg.se_pooling, neck=cfg.neck,
