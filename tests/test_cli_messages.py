@@ -83,7 +83,7 @@ def test_every_option_has_help_and_shows_its_default_once(gender):
     for option, text in helps.items():
         assert text.strip(), f"{option} has no help text"
         assert text.count("(default") == 1, f"{option}: {text!r}"
-    expected = {"-b": "(default: 50)", "-lr": "(default: 0.002)", "--epochs": "(default: 250)",
+    expected = {"-b": "(default: 50)", "-lr": "(default: 0.002)", "--epochs": "(default: 250;",
                 "--seed": "(default: 2019)", "--val-split": "(default: 0.2)", "-d": "(default: 0.2)",
                 "-w": "(default: 10.0)"}
     if gender:
