@@ -137,7 +137,7 @@ def test_evaluation_cli_writes_metrics_and_plot(fixture, request, prepared_utk, 
     # the one source, on its own, is all of it
     assert metrics["per_source"]["utk"]["mae"] == metrics["mae"] and metrics["per_source"]["utk"]["faces"] == len(val)
     # degraded copies: each changes the answers
-    assert set(metrics["degraded"]) == {"grayscale", "4x down-and-up", "JPEG quality 30"}
+    assert set(metrics["degraded"]) == {"grayscale", "4x down-and-up", "JPEG quality 30", "old print"}
     for entry in metrics["degraded"].values():
         assert entry["mae_change"] == pytest.approx(entry["mae"] - metrics["mae"], abs=1e-3) and entry["mae_change"] != 0
     steady = metrics["steadiness"]
