@@ -247,3 +247,73 @@ def test_lag_check_cli_on_a_tflite_model(small_lag, run_python, repo_root):
     assert table.returncode == 0 and "young median" in table.stdout
     missing = run_python("nets/lag_check.py", model, "--lag", small_lag / "nothing")
     assert missing.returncode == 1 and "no LAG folder" in missing.stderr
+
+
+# --- cross-source validation -----------------------------------------------------------------------
+
+def test_cross_source_split_trains_on_one_source_and_validates_on_the_other(tmp_path, run_python):
+    from nets.training.cross_source import cross_source_split, write_cross_source_split
+
+    usual = tmp_path / "usual.split.json"
+    usual.write_text(json.dumps({"seed": 2019, "val_split": 0.2, "train": ["utk:1.jpg", "asia:2.jpg", "utk:3.jpg"],
+                                 "val": ["utk:4.jpg", "asia:5.jpg", "asia:6.jpg"]}))
+    split = cross_source_split(usual, "utk", "asia")
+    assert split["train"] == ["utk:1.jpg", "utk:3.jpg"] and split["val"] == ["asia:5.jpg", "asia:6.jpg"]
+    assert cross_source_split(usual, "asia", "utk")["val"] == ["utk:4.jpg"]
+    with pytest.raises(ValueError, match="two different sources"):
+        cross_source_split(usual, "utk", "utk")
+    with pytest.raises(ValueError, match="no afad faces"):
+        cross_source_split(usual, "afad", "utk")
+    out = tmp_path / "x" / "m.split.json"
+    write_cross_source_split(usual, "utk", "asia", out)
+    assert json.loads(out.read_text())["val"] == ["asia:5.jpg", "asia:6.jpg"]
+    again = run_python("nets/cross_source_split.py", usual, "--train", "utk", "--val", "asia", "-o", out)
+    assert again.returncode == 2 and "never replaced" in again.stderr
+
+
+# --- models side by side ---------------------------------------------------------------------------
+
+def a_record(bias_by_decade, lag_young_median):
+    """A -test record of two sources whose answers are off by bias_by_decade[decade] (30 faces each)."""
+    from nets.evaluation.evaluate import age_metrics
+
+    true = np.repeat(np.arange(8) * 10 + 5.0, 30)
+    pred = true + np.repeat(np.asarray(bias_by_decade, float), 30)
+    per_source = {s: age_metrics(true, pred) for s in ("asia", "utk")}
+    shift = {"age_shift": 0.2, "largest_decade_shift": -0.4, "mae_change": 0.1, "balanced_mae_change": 0.1,
+             "age_shift_per_decade": {d: {"shift": -0.4 if d == "70-79" else 0.1, "n": 30}
+                                      for d in per_source["utk"]["mae_per_decade"]}}
+    return {**age_metrics(true, pred), "per_source": per_source,
+            "degraded": {"old print": {**shift, "per_source": {s: shift for s in per_source}}},
+            "lag": {"young_median": lag_young_median, "young_under_13": 0.3, "young_under_18": 0.6,
+                    "adult_median": 34.0, "pairs_in_order": 0.95, "not_found": {"young": 5, "adult": 0}}}
+
+
+def test_targets_against_the_reference():
+    from nets.evaluation.compare import target_report
+
+    shipped = a_record([2, 6, 3, 0, -2, -3, -5, -6], 25.0)
+    better = a_record([1, 2.5, 1, 0, -1, -1, -2, -3], 17.0)
+    report = {what: (met, numbers) for what, met, numbers in target_report(better, shipped)}
+    assert report["utk: balanced MAE at least 0.7 lower"][0] and "(-1.938)" in report["utk: balanced MAE at least 0.7 lower"][1]
+    assert report["utk: bias within +-3 in every decade 0-69"] == (True, "largest +2.5 (10-19)")
+    assert report["asia: plain MAE at most 0.3 worse"][0]
+    assert report["LAG: young median <= 18, >= 55 % under 18, adult median >= 30, pairs >= 94 %"][0]
+    assert report["old print: answers moved within +-0.5 overall, +-1.0 per decade"][0]
+    worse = {what: met for what, met, _ in target_report(shipped, better)}
+    assert not worse["utk: bias within +-3 in every decade 0-69"] and not worse["utk: plain MAE at most 0.3 worse"]
+
+
+def test_compare_evals_prints_tables_and_plots(tmp_path, run_python):
+    old, new = tmp_path / "old.eval.json", tmp_path / "new.eval.json"
+    old.write_text(json.dumps(a_record([2, 6, 3, 0, -2, -3, -5, -6], 25.0)))
+    new.write_text(json.dumps(a_record([1, 2.5, 1, 0, -1, -1, -2, -3], 17.0)))
+    plot = tmp_path / "bias.png"
+    result = run_python("nets/compare_evals.py", f"shipped={old}", f"new={new}", "--plot", plot)
+    assert result.returncode == 0, result.stderr
+    assert "| new | utk | 240 |" in result.stdout and "+2.5" in result.stdout
+    assert "target (against shipped)" in result.stdout and plot.stat().st_size > 10000
+    stale = tmp_path / "stale.eval.json"
+    stale.write_text(json.dumps({"mae": 5.0, "per_source": {}}))
+    refused = run_python("nets/compare_evals.py", stale)
+    assert refused.returncode == 2 and "run -test again" in refused.stderr
