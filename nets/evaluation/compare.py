@@ -15,6 +15,11 @@ TARGETS = {  # issue 25, against the reference (the shipped model)
 }
 
 
+def _number(value, spec: str = ".3f") -> str:
+    """A number for a table; "-" where there is none (a balanced MAE of too few faces)."""
+    return "-" if value is None else format(value, spec)
+
+
 def _row(cells) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
@@ -30,7 +35,7 @@ def accuracy_table(evaluations: dict) -> str:
     for label, m in evaluations.items():
         for source, s in m["per_source"].items():
             per = s["mae_per_decade"]
-            rows.append([label, source, s["faces"], f"{s['mae']:.3f}", f"{s['balanced_mae']:.3f}"]
+            rows.append([label, source, s["faces"], f"{s['mae']:.3f}", _number(s["balanced_mae"])]
                         + [f"{per[d]['bias']:+.1f}" if d in per else "" for d in decades])
     return _table(["model", "source", "faces", "MAE", "balanced MAE"] + [f"bias {d}" for d in decades], rows)
 
@@ -57,7 +62,7 @@ def degraded_table(evaluations: dict) -> str:
             for source, s in d["per_source"].items():
                 if "age_shift" not in s:
                     continue
-                rows.append([label, name, source, f"{s['mae_change']:+.3f}", f"{s['balanced_mae_change']:+.3f}",
+                rows.append([label, name, source, f"{s['mae_change']:+.3f}", _number(s["balanced_mae_change"], "+.3f"),
                              f"{s['age_shift']:+.2f}", f"{s['largest_decade_shift']:+.2f}"])
     return _table(["model", "copy", "source", "MAE change", "balanced MAE change", "answers moved",
                    "largest move in a decade"], rows)
@@ -77,9 +82,12 @@ def target_report(metrics: dict, reference: dict) -> list[tuple[str, bool, str]]
         ref = reference["per_source"].get(source)
         if ref is None:
             continue
-        gain = ref["balanced_mae"] - s["balanced_mae"]
-        report.append((f"{source}: balanced MAE at least {t['balanced_mae_gain']} lower", gain >= t["balanced_mae_gain"],
-                       f"{s['balanced_mae']:.3f} against {ref['balanced_mae']:.3f} ({-gain:+.3f})"))
+        known = s["balanced_mae"] is not None and ref["balanced_mae"] is not None
+        gain = ref["balanced_mae"] - s["balanced_mae"] if known else None
+        report.append((f"{source}: balanced MAE at least {t['balanced_mae_gain']} lower",
+                       known and gain >= t["balanced_mae_gain"],
+                       f"{_number(s['balanced_mae'])} against {_number(ref['balanced_mae'])} "
+                       f"({_number(None if gain is None else -gain, '+.3f')})"))
         worst = max((d for d in BIAS_DECADES if d in s["mae_per_decade"]),
                     key=lambda d: abs(s["mae_per_decade"][d]["bias"]))
         bias = s["mae_per_decade"][worst]["bias"]

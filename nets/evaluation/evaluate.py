@@ -55,9 +55,9 @@ def age_metrics(true_age, pred_age) -> dict:
     per_decade = {decade: {"mae": round(float(error[mask].mean()), 3), "bias": round(float(signed[mask].mean()), 3),
                            "n": int(mask.sum())}
                   for decade, mask in decade_masks(true_age).items()}
-    counted = balanced_decades(per_decade)
-    balanced = float(np.mean([per_decade[d]["mae"] for d in counted])) if counted else float("nan")
-    return {"faces": int(len(true_age)), "mae": round(float(error.mean()), 4), "balanced_mae": round(balanced, 4),
+    counted = balanced_decades(per_decade)  # none: too few faces for a balanced MAE (None)
+    balanced = round(float(np.mean([per_decade[d]["mae"] for d in counted])), 4) if counted else None
+    return {"faces": int(len(true_age)), "mae": round(float(error.mean()), 4), "balanced_mae": balanced,
             "bias": round(float(signed.mean()), 4), "cs5": round(float((error <= 5).mean()), 4),
             "mae_per_decade": per_decade}
 
@@ -117,7 +117,8 @@ def degraded_metrics(model, rows, clean: dict, clean_predictions: dict) -> dict:
     def entry(m, reference, where, predictions):
         return {"mae": m["mae"], "mae_change": round(m["mae"] - reference["mae"], 4),
                 "balanced_mae": m["balanced_mae"],
-                "balanced_mae_change": round(m["balanced_mae"] - reference["balanced_mae"], 4),
+                "balanced_mae_change": None if m["balanced_mae"] is None
+                else round(m["balanced_mae"] - reference["balanced_mae"], 4),
                 **age_shift(true_age[where], clean_predictions["age"][where], predictions["age"][where]),
                 **({"gender_accuracy": m["gender_accuracy"]} if "gender_accuracy" in m else {})}
 

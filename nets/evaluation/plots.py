@@ -94,7 +94,8 @@ def plot_bias_comparison(evaluations: dict, path, decades_shown: int = 9):
             lows = [int(d.split("-")[0]) + 5 for d in decades]
             balanced = metrics["per_source"][source]["balanced_mae"]
             ax.plot(lows, [per_decade[d]["bias"] for d in decades], marker="o",
-                    label=f"{label} (MAE {metrics['per_source'][source]['mae']:.2f}, balanced {balanced:.2f})")
+                    label=f"{label} (MAE {metrics['per_source'][source]['mae']:.2f}"
+                          + (f", balanced {balanced:.2f})" if balanced is not None else ")"))
         ax.axhline(0, color="k", linewidth=0.8)
         ax.axhspan(-3, 3, color="green", alpha=0.08, label="within 3 years")
         ax.set_title(f"{source}: signed bias by age")

@@ -236,8 +236,11 @@ def validation_rows(model_path, cfg, log, count: int = 500):
 
 def describe_metrics(metrics: dict, log, what: str) -> None:
     """-test's summary for people: all faces, each source, degraded copies, steadiness."""
+    def number(value, change=False):
+        return "-" if value is None else f"{value:+.3f}" if change else f"{value:.3f}"
+
     def line(m):
-        return (f"{m['faces']} faces, MAE {m['mae']:.3f}, balanced MAE {m['balanced_mae']:.3f}, CS(5) {m['cs5']:.3f}"
+        return (f"{m['faces']} faces, MAE {m['mae']:.3f}, balanced MAE {number(m['balanced_mae'])}, CS(5) {m['cs5']:.3f}"
                 + (f", gender accuracy {m['gender_accuracy']:.4f}" if "gender_accuracy" in m else ""))
 
     def decades(m, key):
@@ -248,8 +251,8 @@ def describe_metrics(metrics: dict, log, what: str) -> None:
         log(f"  {source}: {line(m)}")
         log(f"    signed bias (predicted minus true) per decade: {decades(m['mae_per_decade'], 'bias')}")
     for name, m in metrics.get("degraded", {}).items():
-        log(f"  {name}: MAE {m['mae']:.3f} ({m['mae_change']:+.3f}), balanced {m['balanced_mae']:.3f} "
-            f"({m['balanced_mae_change']:+.3f}), answers moved {m['age_shift']:+.2f} years"
+        log(f"  {name}: MAE {m['mae']:.3f} ({m['mae_change']:+.3f}), balanced {number(m['balanced_mae'])} "
+            f"({number(m['balanced_mae_change'], True)}), answers moved {m['age_shift']:+.2f} years"
             + (f", gender accuracy {m['gender_accuracy']:.4f}" if "gender_accuracy" in m else ""))
         log(f"    moved per decade: {decades(m['age_shift_per_decade'], 'shift')}")
     lag = metrics.get("lag")
