@@ -198,6 +198,19 @@ def test_prior_correction_refused_with_training():
         train(TrainConfig(epochs=3, prior_correction=0.5), log=lambda m: None)
 
 
+def test_the_prior_strength_chosen_is_the_most_balanced_within_the_allowance():
+    from nets.training.train import choose_prior_strength
+
+    def entry(utk, asia):
+        return {"utk": {"mae": utk[0], "balanced_mae": utk[1]}, "asia": {"mae": asia[0], "balanced_mae": asia[1]}}
+
+    sweep = {0.0: entry((5.3, 6.2), (5.9, 6.5)), 0.3: entry((5.4, 6.1), (5.9, 6.2)),
+             0.5: entry((5.5, 6.1), (6.0, 6.1)), 0.8: entry((5.8, 6.3), (6.1, 6.0))}
+    assert choose_prior_strength(sweep) == 0.5  # 0.8 is more balanced on asia but 0.5 years worse on utk
+    assert choose_prior_strength(sweep, mae_allowance=0.15) == 0.3
+    assert choose_prior_strength(sweep, mae_allowance=0.05) == 0.0
+
+
 # --- the LAG check ---------------------------------------------------------------------------------
 
 def test_lag_summary_counts_pairs_per_person():
@@ -317,3 +330,60 @@ def test_compare_evals_prints_tables_and_plots(tmp_path, run_python):
     stale.write_text(json.dumps({"mae": 5.0, "per_source": {}}))
     refused = run_python("nets/compare_evals.py", stale)
     assert refused.returncode == 2 and "run -test again" in refused.stderr
+
+
+# --- the levers in a run's record ------------------------------------------------------------------
+
+def test_resume_goes_on_with_the_levers_of_the_run(tmp_path):
+    from nets.network.contract import artifact
+    from nets.training.config import TrainConfig
+    from nets.training.request import _resumable_state
+
+    model = tmp_path / "m.keras"
+    started = TrainConfig(save_path=str(model), epochs=6, age_cap=150, lds="inverse", lds_sigma=3.0, old_print=0.35)
+    artifact(model, ".state.json").write_text(json.dumps({"config": started.__dict__, "epochs_done": 2}))
+    artifact(model, ".last.keras").write_bytes(b"the last model")
+    said = []
+    _, cfg = _resumable_state(TrainConfig(save_path=str(model), epochs=6, resume=True),
+                              artifact(model, ".state.json"), artifact(model, ".last.keras"), said.append)
+    assert (cfg.age_cap, cfg.lds, cfg.lds_sigma, cfg.old_print) == (150, "inverse", 3.0, 0.35)
+    assert "--age-cap 150 (not None), --lds inverse (not None), --lds-sigma 3.0 (not 2.0), --old-print 0.35" in said[0]
+
+
+def test_levers_train_and_the_prior_correction_is_chosen_on_validation(tiny_utk, tmp_path, capsys):
+    from nets.model_card import stage_levers
+    from nets.network.contract import artifact
+    from nets.network.model import describe, load_c3ae
+    from nets.training.cli import main
+
+    def run(*argv):
+        code = main([str(a) for a in argv], "C3AE", gender=True)
+        return code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+    trained = tmp_path / "t" / "m.keras"
+    code, said = run("--dataset", tiny_utk, "--source", "utk", "-se", "-white", "-b", "8", "--epochs", "1",
+                     "--age-cap", "2", "--lds", "sqrt", "--old-print", "0.5", "-s", trained)
+    assert code == 0, said
+    assert any(line.startswith("--age-cap 2: ") for line in said) and any("--lds sqrt: " in line for line in said)
+    state = json.loads(artifact(trained, ".state.json").read_text())
+    assert state["train_faces_used"] < state["train_faces"]
+    assert stage_levers(state) == {"age_cap": 2, "lds": "sqrt", "lds_sigma": 2.0, "old_print": 0.5}
+    corrected = tmp_path / "c" / "m.keras"
+    artifact(corrected, ".split.json").parent.mkdir()
+    shutil.copy(artifact(trained, ".split.json"), artifact(corrected, ".split.json"))
+    code, said = run("--dataset", tiny_utk, "--source", "utk", "-se", "-white", "--epochs", "0", "--mirror",
+                     "--prior-correction", "0.4", "-p", trained, "-s", corrected)
+    assert code == 0, said
+    about = describe(load_c3ae(corrected))
+    assert about["mirror"] and about["prior_correction"]["strength"] == 0.4
+    assert sum(about["prior_correction"]["prior"]) == pytest.approx(1.0, abs=1e-5)
+    assert stage_levers(json.loads(artifact(corrected, ".state.json").read_text()))["prior_correction"] == 0.4
+    chosen = tmp_path / "a" / "m.keras"
+    artifact(chosen, ".split.json").parent.mkdir()
+    shutil.copy(artifact(trained, ".split.json"), artifact(chosen, ".split.json"))
+    code, said = run("--dataset", tiny_utk, "--source", "utk", "-se", "-white", "--epochs", "0",
+                     "--prior-correction", "auto", "-p", trained, "-s", chosen)
+    assert code == 2 and "too few validation faces here: give a strength" in said[-1], said
+    code, said = run("--dataset", tiny_utk, "--source", "utk", "-se", "-white", "--epochs", "2",
+                     "--prior-correction", "0.4", "-s", tmp_path / "refused" / "m.keras")
+    assert code == 2 and "--epochs 0 -p MODEL" in said[-1]

@@ -295,6 +295,18 @@ def training_prior(train_rows, bins: int) -> list:
     return (share / share.sum()).tolist()
 
 
+def choose_prior_strength(sweep: dict, mae_allowance: float = 0.3) -> float:
+    """From {strength: {source: {"mae", "balanced_mae"}}} (0 among them): the strength with the lowest
+    balanced MAE averaged over the sources, among those whose plain MAE is at most mae_allowance years
+    worse than without correction on every source."""
+    plain = sweep[0.0]
+    if any(m["balanced_mae"] is None for m in plain.values()):
+        raise TrainingError("--prior-correction auto needs a balanced MAE of every source (20 validation faces in "
+                            "some decade of 0-79); too few validation faces here: give a strength")
+    allowed = [t for t, m in sweep.items() if all(m[s]["mae"] <= plain[s]["mae"] + mae_allowance for s in m)]
+    return min(allowed, key=lambda t: np.mean([m["balanced_mae"] for m in sweep[t].values()]))
+
+
 def with_prior_correction(model, strength, train_rows, val_rows, bins: int, state: dict, log):
     """The model with W1 corrected for the training age prior (PriorCorrection); strength "auto": the
     one of PRIOR_STRENGTHS with the lowest balanced MAE averaged over the sources whose plain MAE stays
@@ -312,9 +324,7 @@ def with_prior_correction(model, strength, train_rows, val_rows, bins: int, stat
             ages = (corrected / corrected.sum(axis=1, keepdims=True)) @ kernel + bias
             sweep[tried] = {s: {"mae": m["mae"], "balanced_mae": m["balanced_mae"]}
                             for s, m in metrics_by_source(val_rows, {"age": ages})["per_source"].items()}
-        plain = sweep[0.0]
-        allowed = [t for t, m in sweep.items() if all(m[s]["mae"] <= plain[s]["mae"] + 0.3 for s in m)]
-        strength = min(allowed, key=lambda t: np.mean([m["balanced_mae"] for m in sweep[t].values()]))
+        strength = choose_prior_strength(sweep)
         state["prior_correction_sweep"] = {str(t): m for t, m in sweep.items()}
         log("prior correction on the validation faces (strength: MAE / balanced MAE per source): " + "; ".join(
             f"{t}: " + ", ".join(f"{s} {v['mae']:.3f} / {v['balanced_mae']:.3f}" for s, v in m.items())
