@@ -31,12 +31,27 @@ def check_keys(split_path: Path, count: int = CHECK_FACES) -> list:
     return keys[::max(1, len(keys) // count)][:count]
 
 
+LEVERS = ("age_cap", "lds", "old_print", "low_res", "prior_correction")  # issue 25's levers against the pull to the middle
+
+
+def stage_levers(stage: dict) -> dict:
+    """The levers a training stage used (the prior correction's strength as chosen, for "auto")."""
+    config = stage.get("config", {})
+    used = {key: config[key] for key in LEVERS if config.get(key)}
+    if "lds" in used:
+        used["lds_sigma"] = config.get("lds_sigma")
+    if "prior_correction" in stage:
+        used["prior_correction"] = stage["prior_correction"]["strength"]
+    return used
+
+
 def card_stages(state: dict) -> list:
     """Every training run that made the model, earliest first: its command, epochs, best validation
     MAE, time and, for a distilled run, which teacher it learned from."""
     from nets.training.train import training_stages
 
     return [{"command": stage.get("config", {}).get("command"), "epochs": stage.get("epochs_done"),
+             **({"levers": stage_levers(stage)} if stage_levers(stage) else {}),
              "best_epoch": stage.get("best_epoch"),
              "best_val_mae": stage.get("best_val_mae"), "seconds": stage.get("seconds"),
              **({"teacher": {k: stage["teacher"].get(k) for k in ("path", "model", "best_val_mae")}}

@@ -565,7 +565,7 @@ def test_photo_degradations_do_what_they_say(chip_and_triple):
     assert detail(blurred) < 0.5 * detail(chip)
     assert abs(blurred.astype(int).mean() - chip.astype(int).mean()) < 2
     assert 0 < np.abs(jpeg(chip, 30).astype(int) - chip).mean() < np.abs(jpeg(chip, 5).astype(int) - chip).mean()
-    assert set(DEGRADATIONS) == {"grayscale", "4x down-and-up", "JPEG quality 30"}
+    assert set(DEGRADATIONS) == {"grayscale", "4x down-and-up", "JPEG quality 30", "old print"}
 
 
 def test_box_jitter_moves_the_three_boxes_together(chip_and_triple):

@@ -137,9 +137,19 @@ def test_evaluation_cli_writes_metrics_and_plot(fixture, request, prepared_utk, 
     # the one source, on its own, is all of it
     assert metrics["per_source"]["utk"]["mae"] == metrics["mae"] and metrics["per_source"]["utk"]["faces"] == len(val)
     # degraded copies: each changes the answers
-    assert set(metrics["degraded"]) == {"grayscale", "4x down-and-up", "JPEG quality 30"}
+    assert set(metrics["degraded"]) == {"grayscale", "4x down-and-up", "JPEG quality 30", "old print"}
     for entry in metrics["degraded"].values():
         assert entry["mae_change"] == pytest.approx(entry["mae"] - metrics["mae"], abs=1e-3) and entry["mae_change"] != 0
+        # the signed shift of the answers, overall and per decade, weighs the decades by their faces
+        per = entry["age_shift_per_decade"]
+        assert entry["age_shift"] != 0 and set(per) == set(metrics["mae_per_decade"])
+        assert entry["age_shift"] == pytest.approx(sum(d["shift"] * d["n"] for d in per.values()) / len(val), abs=2e-3)
+    # the signed bias: per decade, and the balanced MAE from the decades with 20 faces or more
+    decades = metrics["mae_per_decade"]
+    assert all(abs(d["bias"]) <= d["mae"] + 1e-3 for d in decades.values())
+    counted = [d["mae"] for k, d in decades.items() if d["n"] >= 20 and int(k.split("-")[0]) < 80]
+    assert metrics["balanced_mae"] == (pytest.approx(np.mean(counted), abs=1e-3) if counted else None)
+    assert any("signed bias (predicted minus true) per decade" in line for line in said)
     steady = metrics["steadiness"]
     assert steady["detector"] == "yunet" and steady["grid"]["copies"] == 16 and steady["grid"]["faces"] >= 12
     assert steady["landmark_jitter"]["faces"] > 0 and steady["landmark_jitter"]["mean_age_spread"] > 0

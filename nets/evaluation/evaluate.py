@@ -24,16 +24,43 @@ def predict_rows(model, rows, batch_size: int = 256, degrade=None) -> dict:
     return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
 
 
-def age_metrics(true_age, pred_age) -> dict:
-    true_age, pred_age = np.asarray(true_age, float).ravel(), np.asarray(pred_age, float).ravel()
-    error = np.abs(pred_age - true_age)
-    per_decade = {}
+# Balanced MAE: the mean of the per-decade MAEs over these decades, each with at least this many faces
+# (the many-/few-shot view of imbalanced regression: every age counts as much as the 20-39 year olds)
+BALANCED_DECADES = range(0, 80, 10)
+BALANCED_MIN_FACES = 20
+
+
+def decade_masks(true_age):
+    """{"0-9": mask, "10-19": mask, ...}: the faces of each decade of true age that has any."""
+    true_age = np.asarray(true_age, float).ravel()
+    masks = {}
     for lo in range(0, int(true_age.max()) + 1, 10):
         mask = (true_age >= lo) & (true_age < lo + 10)
         if mask.any():
-            per_decade[f"{lo}-{lo + 9}"] = {"mae": round(float(error[mask].mean()), 3), "n": int(mask.sum())}
-    return {"faces": int(len(true_age)), "mae": round(float(error.mean()), 4),
-            "cs5": round(float((error <= 5).mean()), 4), "mae_per_decade": per_decade}
+            masks[f"{lo}-{lo + 9}"] = mask
+    return masks
+
+
+def balanced_decades(per_decade: dict) -> list:
+    """The decades that count in the balanced MAE (and in the targets per decade): 0-79, 20+ faces."""
+    return [d for d, entry in per_decade.items()
+            if int(d.split("-")[0]) in BALANCED_DECADES and entry["n"] >= BALANCED_MIN_FACES]
+
+
+def age_metrics(true_age, pred_age) -> dict:
+    """MAE, CS(5), the signed bias (mean of predicted minus true), per decade the MAE and the bias,
+    and the balanced MAE (the mean of the per-decade MAEs, BALANCED_DECADES)."""
+    true_age, pred_age = np.asarray(true_age, float).ravel(), np.asarray(pred_age, float).ravel()
+    signed = pred_age - true_age
+    error = np.abs(signed)
+    per_decade = {decade: {"mae": round(float(error[mask].mean()), 3), "bias": round(float(signed[mask].mean()), 3),
+                           "n": int(mask.sum())}
+                  for decade, mask in decade_masks(true_age).items()}
+    counted = balanced_decades(per_decade)  # none: too few faces for a balanced MAE (None)
+    balanced = round(float(np.mean([per_decade[d]["mae"] for d in counted])), 4) if counted else None
+    return {"faces": int(len(true_age)), "mae": round(float(error.mean()), 4), "balanced_mae": balanced,
+            "bias": round(float(signed.mean()), 4), "cs5": round(float((error <= 5).mean()), 4),
+            "mae_per_decade": per_decade}
 
 
 def face_metrics(true_age, true_gender, predictions: dict) -> dict:
@@ -68,21 +95,44 @@ def metrics_by_source(rows, predictions: dict) -> dict:
     return metrics
 
 
-def degraded_metrics(model, rows, clean: dict) -> dict:
-    """MAE (and gender accuracy) of every degraded copy (nets.training.augment.DEGRADATIONS), all faces and
-    per source, with the change from the clean faces."""
+def age_shift(true_age, clean_age, degraded_age) -> dict:
+    """How a degradation moves the answers: the mean signed shift (degraded minus clean) overall and
+    per decade of true age, and the largest shift in a decade that counts (balanced_decades)."""
+    true_age = np.asarray(true_age, float).ravel()
+    shift = np.asarray(degraded_age, float).ravel() - np.asarray(clean_age, float).ravel()
+    per_decade = {decade: {"shift": round(float(shift[mask].mean()), 3), "n": int(mask.sum())}
+                  for decade, mask in decade_masks(true_age).items()}
+    counted = balanced_decades(per_decade)
+    worst = max(counted, key=lambda d: abs(per_decade[d]["shift"])) if counted else None
+    return {"age_shift": round(float(shift.mean()), 4), "age_shift_per_decade": per_decade,
+            "largest_decade_shift": per_decade[worst]["shift"] if worst else None}
+
+
+def degraded_metrics(model, rows, clean: dict, clean_predictions: dict) -> dict:
+    """For every degraded copy (nets.training.augment.DEGRADATIONS), all faces and per source: MAE and
+    balanced MAE with their change from the clean faces, the signed shift of the answers (overall and
+    per decade), and gender accuracy."""
     from nets.training.augment import DEGRADATIONS
 
+    true_age = rows["age"].to_numpy(np.float32)
+    sources = row_sources(rows)
+
+    def entry(m, reference, where, predictions):
+        return {"mae": m["mae"], "mae_change": round(m["mae"] - reference["mae"], 4),
+                "balanced_mae": m["balanced_mae"],
+                "balanced_mae_change": None if m["balanced_mae"] is None
+                else round(m["balanced_mae"] - reference["balanced_mae"], 4),
+                **age_shift(true_age[where], clean_predictions["age"][where], predictions["age"][where]),
+                **({"gender_accuracy": m["gender_accuracy"]} if "gender_accuracy" in m else {})}
+
     out = {}
+    everyone = np.ones(len(rows), bool)
     for name, degrade in DEGRADATIONS.items():
-        m = metrics_by_source(rows, predict_rows(model, rows, degrade=degrade))
-        entry = {"mae": m["mae"], "mae_change": round(m["mae"] - clean["mae"], 4)}
-        if "gender_accuracy" in m:
-            entry["gender_accuracy"] = m["gender_accuracy"]
-        entry["per_source"] = {s: {"mae": v["mae"], "mae_change": round(v["mae"] - clean["per_source"][s]["mae"], 4),
-                                   **({"gender_accuracy": v["gender_accuracy"]} if "gender_accuracy" in v else {})}
-                               for s, v in m["per_source"].items()}
-        out[name] = entry
+        predictions = predict_rows(model, rows, degrade=degrade)
+        m = metrics_by_source(rows, predictions)
+        out[name] = {**entry(m, clean, everyone, predictions),
+                     "per_source": {s: entry(v, clean["per_source"][s], sources == s, predictions)
+                                    for s, v in m["per_source"].items()}}
     return out
 
 
@@ -95,7 +145,7 @@ def evaluate_model(model, rows, out_prefix=None, title: str = "", degraded: bool
     predictions = predict_rows(model, rows)
     metrics = metrics_by_source(rows, predictions)
     if degraded:
-        metrics["degraded"] = degraded_metrics(model, rows, metrics)
+        metrics["degraded"] = degraded_metrics(model, rows, metrics, predictions)
     for key, value in (extra or {}).items():
         metrics.setdefault(key, value)
     if out_prefix is not None:

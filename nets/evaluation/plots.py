@@ -33,23 +33,25 @@ def plot_curves(history: list[dict], stage_starts: list, path, gender: bool = Fa
 
 
 def plot_evaluation(true_age, pred_age, sources, metrics: dict, path, title: str = ""):
-    """Error by age (and gender accuracy by age) per source, and predicted against true age."""
+    """Error and signed bias by age (and gender accuracy by age) per source, and predicted against true age."""
     names = sorted(metrics["per_source"])
     gender = "gender_accuracy" in metrics
-    fig, axes = plt.subplots(1, 3 if gender else 2, figsize=(15 if gender else 10, 4))
+    fig, axes = plt.subplots(1, 4 if gender else 3, figsize=(20 if gender else 15, 4))
     decades = list(metrics["mae_per_decade"])
     width = 0.8 / len(names)
-    panels = [(axes[0], "mae", "MAE (years)", "error by age")]
+    panels = [(axes[0], "mae", "MAE (years)", "error by age"),
+              (axes[1], "bias", "predicted minus true (years)", "signed bias by age")]
     if gender:
-        panels.append((axes[1], "gender_accuracy", "gender accuracy", "gender by age"))
+        panels.append((axes[2], "gender_accuracy", "gender accuracy", "gender by age"))
     for ax, key, ylabel, panel_title in panels:
         for k, name in enumerate(names):
             per_decade = metrics["per_source"][name]["mae_per_decade"]
             xs = [x + (k - (len(names) - 1) / 2) * width for x, d in enumerate(decades) if key in per_decade.get(d, {})]
             values = [per_decade[d][key] for d in decades if key in per_decade.get(d, {})]
             counts = [per_decade[d]["n"] for d in decades if key in per_decade.get(d, {})]
-            overall = metrics["per_source"][name].get(key)
-            ax.bar(xs, values, width, label=f"{name} ({overall:.3g} overall)" if overall is not None else name)
+            overall = metrics["per_source"][name].get("balanced_mae" if key == "bias" else key)
+            what = "balanced MAE" if key == "bias" else "overall"
+            ax.bar(xs, values, width, label=f"{name} ({overall:.3g} {what})" if overall is not None else name)
             if key == "mae":
                 for x, v, n in zip(xs, values, counts):
                     ax.text(x, v, str(n), ha="center", va="bottom", fontsize=6)
@@ -59,6 +61,8 @@ def plot_evaluation(true_age, pred_age, sources, metrics: dict, path, title: str
         ax.set_title(panel_title)
         if key == "gender_accuracy":
             ax.set_ylim(0.4, 1.0)
+        if key == "bias":
+            ax.axhline(0, color="k", linewidth=0.8)
         ax.legend(fontsize=8)
     scatter = axes[-1]
     for name in names:
@@ -72,6 +76,33 @@ def plot_evaluation(true_age, pred_age, sources, metrics: dict, path, title: str
     scatter.legend(fontsize=8, markerscale=4)
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_bias_comparison(evaluations: dict, path, decades_shown: int = 9):
+    """Signed bias (predicted minus true) by decade of true age, one panel per source, one line per
+    model: evaluations is {label: the metrics of -test (NAME.eval.json)}."""
+    sources = sorted({s for m in evaluations.values() for s in m["per_source"]})
+    fig, axes = plt.subplots(1, len(sources), figsize=(5.5 * len(sources), 4), squeeze=False)
+    for ax, source in zip(axes[0], sources):
+        for label, metrics in evaluations.items():
+            per_decade = metrics["per_source"].get(source, {}).get("mae_per_decade", {})
+            decades = [d for d in per_decade if int(d.split("-")[0]) < 10 * decades_shown]
+            lows = [int(d.split("-")[0]) + 5 for d in decades]
+            balanced = metrics["per_source"][source]["balanced_mae"]
+            ax.plot(lows, [per_decade[d]["bias"] for d in decades], marker="o",
+                    label=f"{label} (MAE {metrics['per_source'][source]['mae']:.2f}"
+                          + (f", balanced {balanced:.2f})" if balanced is not None else ")"))
+        ax.axhline(0, color="k", linewidth=0.8)
+        ax.axhspan(-3, 3, color="green", alpha=0.08, label="within 3 years")
+        ax.set_title(f"{source}: signed bias by age")
+        ax.set_xlabel("true age (middle of the decade)")
+        ax.set_ylabel("predicted minus true (years)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -122,3 +122,25 @@ class MirrorMean(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (None if input_shape[0] is None else input_shape[0] // 2,) + tuple(input_shape[1:])
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PriorCorrection(keras.layers.Layer):
+    """W1 with each bin divided by the training faces' share of it raised to `strength`, renormalised:
+    logit adjustment after training (Menon et al., ICLR 2021), which undoes part of the pull of the
+    common ages. strength 0 changes nothing; 1 divides by the whole prior."""
+
+    def __init__(self, prior, strength, **kwargs):
+        super().__init__(**kwargs)
+        self.prior = [float(p) for p in prior]
+        self.strength = float(strength)
+        if min(self.prior) <= 0:
+            raise ValueError("every bin of the prior must have a share above 0")
+
+    def call(self, inputs):
+        factors = [p ** -self.strength for p in self.prior]
+        corrected = inputs * ops.convert_to_tensor(factors, dtype=inputs.dtype)
+        return corrected / ops.sum(corrected, axis=-1, keepdims=True)
+
+    def get_config(self):
+        return {**super().get_config(), "prior": self.prior, "strength": self.strength}

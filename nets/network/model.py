@@ -14,7 +14,8 @@ import numpy as np
 from nets.network import losses  # noqa: F401  (registers the losses, for compiled NAME.last.keras files)
 from nets.network.contract import CROP_NAMES, INPUT_CONTRACT, INPUT_SHAPE, TRUNK_WIDTH, ModelFileError  # noqa: F401
 from nets.network.labels import bin_centres, bin_interval
-from nets.network.layers import CosineSoftmax, L2Normalize, MirrorMean, MirrorStack, Mish6, SqueezeExcite, WhiteNorm
+from nets.network.layers import (CosineSoftmax, L2Normalize, MirrorMean, MirrorStack, Mish6, PriorCorrection, SqueezeExcite,
+                                 WhiteNorm)
 
 
 def _activation(kind: str, name: str, dtype=None):
@@ -47,7 +48,7 @@ def build_trunk(se: bool, white: bool, activation: str = "relu", se_pooling: str
 
 def build_c3ae(se: bool = False, white: bool = False, bins: int = 12, gender: bool = False,
                activation: str = "relu", se_pooling: str = "avg", neck: bool = False,
-               mirror: bool = False, width: int = TRUNK_WIDTH) -> keras.Model:
+               mirror: bool = False, width: int = TRUNK_WIDTH, prior_correction: dict | None = None) -> keras.Model:
     """Three inputs (outer, middle, inner crops) -> outputs {"age", "W1"[, "gender"]}.
 
     W1 is the two-point distribution over `bins` bins; age = W2(W1), with W2's kernel started at
@@ -57,6 +58,8 @@ def build_c3ae(se: bool = False, white: bool = False, bins: int = 12, gender: bo
     (so age too, a linear function of W1): the same weights, twice the compute, a steadier guess.
     width is the channels of the trunk's convolutions: the paper's 32 keeps the model compact; wider
     trunks (parameters and time grow about as width squared) are for teachers and ablations.
+       prior_correction ({"prior": share of each bin, "strength": s}): W1 corrected for the training age
+    prior (PriorCorrection) before age is decoded from it; no weights.
     """
     trunk = build_trunk(se, white, activation, se_pooling, width)
     inputs = [keras.Input(INPUT_SHAPE, name=name) for name in CROP_NAMES]
@@ -74,6 +77,9 @@ def build_c3ae(se: bool = False, white: bool = False, bins: int = 12, gender: bo
         w1 = keras.layers.Dense(bins, activation="softmax", name="W1", dtype="float32")(features)
     if mirror:
         w1 = MirrorMean(name="W1_mirror_mean", dtype="float32")(w1)
+    if prior_correction:
+        w1 = PriorCorrection(prior_correction["prior"], prior_correction["strength"], name="W1_prior_correction",
+                             dtype="float32")(w1)
     age = keras.layers.Dense(
         1, name="age", dtype="float32",
         kernel_initializer=keras.initializers.Constant(bin_centres(bins).reshape(bins, 1)),
@@ -110,6 +116,8 @@ def describe(model: keras.Model) -> dict:
         "activation": "mish6" if any(isinstance(layer, Mish6) for layer in trunk_layers) else "relu",
         "neck": any(layer.name == "neck_dense" for layer in model.layers),
         "mirror": any(isinstance(layer, MirrorStack) for layer in model.layers),
+        "prior_correction": next(({"prior": layer.prior, "strength": layer.strength} for layer in model.layers
+                                  if isinstance(layer, PriorCorrection)), None),
         "width": width,
         "bins": bins, "interval": bin_interval(bins), "category": bins - 2,
         "outputs": outputs, "params": int(model.count_params()), "input": INPUT_CONTRACT,
@@ -122,7 +130,8 @@ def build_from_description(description: dict) -> keras.Model:
                       activation=description["activation"],
                       se_pooling=description["se_pooling"] or "avg", neck=description["neck"],
                       mirror=description.get("mirror", False),
-                      width=description.get("width", TRUNK_WIDTH))
+                      width=description.get("width", TRUNK_WIDTH),
+                      prior_correction=description.get("prior_correction"))
 
 
 def rebuild(model: keras.Model, **changes) -> keras.Model:

@@ -35,11 +35,61 @@ def jpeg(chip: np.ndarray, quality: int) -> np.ndarray:
     return cv2.imdecode(encoded, cv2.IMREAD_COLOR)
 
 
+SEPIA_GAINS = (0.72, 0.9, 1.08)  # B, G, R of a brown-toned print, applied to the grey image
+
+
+@dataclass(frozen=True)
+class PrintLook:
+    """What an old scanned print does to a face: its tone, faded contrast, softness, grain, dark corners."""
+    tone: str = "sepia"       # "grey", "sepia" or "faded" (colour kept at a fraction of its saturation)
+    saturation: float = 0.4   # "faded": the share of the colour that is left
+    contrast: float = 0.7     # 1 keeps it; a faded print lies between black and white
+    lift: float = 40.0        # grey levels the blacks are raised by (the print's paper showing through)
+    blur: float = 1.0         # Gaussian sigma in chip pixels (a print's and a scanner's softness)
+    grain: float = 8.0        # standard deviation of the film grain, grey levels
+    vignette: float = 0.3     # how much darker the corners are than the centre
+    seed: int = 0             # of the grain
+
+
+def old_print(chip: np.ndarray, look: PrintLook = PrintLook()) -> np.ndarray:
+    """The chip as an old scanned print looks (PrintLook)."""
+    image = chip.astype(np.float32)
+    grey = cv2.cvtColor(chip, cv2.COLOR_BGR2GRAY).astype(np.float32)[:, :, None]
+    if look.tone == "grey":
+        image = np.repeat(grey, 3, axis=2)
+    elif look.tone == "sepia":
+        image = grey * np.asarray(SEPIA_GAINS, np.float32)
+    elif look.tone == "faded":
+        image = grey + look.saturation * (image - grey)
+    else:
+        raise ValueError(f"tone must be 'grey', 'sepia' or 'faded', not {look.tone!r}")
+    image = image * look.contrast + look.lift
+    if look.blur > 0:
+        image = cv2.GaussianBlur(image, (0, 0), look.blur)
+    if look.grain > 0:  # film grain: the same for the three channels
+        image += np.random.default_rng(look.seed).normal(0, look.grain, image.shape[:2] + (1,)).astype(np.float32)
+    if look.vignette > 0:
+        height, width = image.shape[:2]
+        y, x = np.ogrid[-1:1:height * 1j, -1:1:width * 1j]
+        image *= (1 - look.vignette * (x * x + y * y) / 2).astype(np.float32)[:, :, None]
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def random_print_look(rng: np.random.Generator) -> PrintLook:
+    """An old-print look drawn at random: grey, sepia or faded colour, contrast 0.55-0.9 and a lift,
+    blur 0.4-1.6 px, grain 3-12 grey levels, a vignette of up to 0.4."""
+    contrast = rng.uniform(0.55, 0.9)
+    return PrintLook(tone=("grey", "sepia", "faded")[rng.integers(3)], saturation=rng.uniform(0.2, 0.6),
+                     contrast=contrast, lift=(1 - contrast) * rng.uniform(40, 200), blur=rng.uniform(0.4, 1.6),
+                     grain=rng.uniform(3, 12), vignette=rng.uniform(0, 0.4), seed=int(rng.integers(2**31)))
+
+
 # The degraded copies of the validation faces that `-test` reports (robustness as a number).
 DEGRADATIONS = {
     "grayscale": grayscale,
     "4x down-and-up": lambda chip: down_up(chip, 4),
     "JPEG quality 30": lambda chip: jpeg(chip, 30),
+    "old print": old_print,  # sepia, contrast 0.7 with a lift of 40, blur 1 px, grain 8, vignette 0.3
 }
 
 
@@ -67,6 +117,7 @@ class AugmentConfig:
     align_shift: float = 0.02         # standard deviation, in chip sides
     align_scale: float = 0.04         # standard deviation of the log scale
     align_angle: float = 3.0          # standard deviation, degrees
+    old_print_prob: float = 0.0       # the face as an old scanned print (random_print_look), per face
 
     @classmethod
     def robust(cls, erase_prob: float = 0.2) -> "AugmentConfig":
@@ -119,6 +170,8 @@ def degrade(chip: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -
         chip = color_cast(chip, 1 + rng.uniform(-config.cast_gain, config.cast_gain, 3))
     if rng.random() < config.low_res_prob:
         chip = down_up(chip, rng.uniform(*config.low_res_factor))
+    if config.old_print_prob and rng.random() < config.old_print_prob:  # no draw when off: --robust as before
+        chip = old_print(chip, random_print_look(rng))
     if rng.random() < config.jpeg_prob:
         chip = jpeg(chip, rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1))
     return chip

@@ -24,6 +24,11 @@ def _number(kind, low, high=None, low_open=False):
     return parse
 
 
+def _strength(text):
+    """--prior-correction: 'auto' or a number from 0 to 2."""
+    return text if text == "auto" else _number(float, 0.0, 2.0)(text)
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Every option's default once: argparse's "(default: ...)", unless the help text already says it."""
 
@@ -72,6 +77,9 @@ def build_parser(description: str, gender: bool) -> argparse.ArgumentParser:
     p.add_argument("-fz", "--freeze", action="store_true", help="export the model to TFLite and check parity")
     p.add_argument("--float16-export", action="store_true", help="with -fz: also write a float16 .tflite")
     p.add_argument("-test", action="store_true", help="evaluate the model on its saved validation split")
+    p.add_argument("--lag", nargs="?", const="", default=None, metavar="FOLDER",
+                   help="with -test: also the LAG check (the same people young and adult, nets/lag_check.py) on "
+                        "this LAG folder (without a folder: dataset/LAG, else ../shared/data/LAG; default: not run)")
     p.add_argument("--mirror", action="store_true",
                    help="average every face with its mirror image inside the model (same weights, twice the "
                         "compute); with -test on a model without it: evaluate that form, NAME.mirror.eval.json")
@@ -96,6 +104,25 @@ def build_parser(description: str, gender: bool) -> argparse.ArgumentParser:
                         "crops become part of the W1 and gender targets: knowledge distillation (default: none)")
     p.add_argument("--teacher-weight", type=_number(float, 0.0, 1.0), default=0.5,
                    help="the teacher's share of those targets; the true labels keep the rest")
+    p.add_argument("--age-cap", type=_number(int, 1), default=None,
+                   help="train on at most N faces per year of age and source, drawn with --seed (the original's "
+                        "rectify_data, 500 there; default: none, every training face)")
+    p.add_argument("--lds", choices=("inverse", "sqrt"), default=None,
+                   help="weigh each face's age and W1 losses by its age's smoothed share of the training faces to the "
+                        "power -1 or -1/2 (label distribution smoothing, Yang et al. 2021; average 1, at most 5; "
+                        "default: none, every face 1)")
+    p.add_argument("--lds-sigma", type=_number(float, 0.0), default=2.0,
+                   help="with --lds: the Gaussian smoothing of the age histogram, in years")
+    p.add_argument("--old-print", type=_number(float, 0.0, 1.0), default=0.0,
+                   help="share of training faces made to look like old scanned prints: grey, sepia or faded colour, "
+                        "low contrast with a lift, blur, grain, a vignette (nets/training/augment.py old_print)")
+    p.add_argument("--low-res", type=_number(float, 0.0, 1.0), default=None,
+                   help="share of training faces shrunk 1.5-5x and enlarged back, as a face small in its photo is "
+                        "(default: none given, 0.25 with --robust, 0 without)")
+    p.add_argument("--prior-correction", type=_strength, default=0.0,
+                   help="with --epochs 0 -p MODEL: divide W1 by the training faces' share of each age bin to this "
+                        "power inside the model (logit adjustment; 0 none, 1 all), or 'auto': the strength with the "
+                        "lowest balanced MAE on the validation faces whose plain MAE is at most 0.3 years worse")
     if gender:
         p.add_argument("--loss-weights", type=_number(float, 0.0), nargs=3, default=[1.0, 10.0, 30.0],
                        metavar=("AGE", "W1", "GENDER"), help="weights of the age, W1 and gender losses "
@@ -125,12 +152,15 @@ def config_from_args(args, gender: bool):
         val_split=args.val_split, resume=args.resume, fp16=args.fp16, strategy=args.strategy,
         cpu_devices=args.cpu_devices, gpu=args.gpu, steps_per_epoch=args.steps_per_epoch, mirror=args.mirror,
         robust=args.robust, split_from=args.split_from, width=args.width,
-        teacher=args.teacher, teacher_weight=args.teacher_weight, **extra)
+        teacher=args.teacher, teacher_weight=args.teacher_weight, age_cap=args.age_cap, lds=args.lds,
+        lds_sigma=args.lds_sigma, old_print=args.old_print, low_res=args.low_res,
+        prior_correction=args.prior_correction, **extra)
 
 
-def run_evaluation(model_path, cfg, log, mirror: bool = False) -> dict:
+def run_evaluation(model_path, cfg, log, mirror: bool = False, lag: str | None = None) -> dict:
     """-test: metrics of the model on its saved validation split, for all faces and each source, on
-    degraded copies, and its steadiness; written to NAME.eval.json and NAME.eval.png."""
+    degraded copies, and its steadiness (and with `lag`, a LAG folder or "" for the default one, the
+    LAG check); written to NAME.eval.json and NAME.eval.png."""
     from nets.training.data import DataError, load_rows, make_or_load_split
     from nets.evaluation.evaluate import evaluate_model
     from nets.network.model import as_float32, describe, load_c3ae, with_mirror
@@ -169,8 +199,13 @@ def run_evaluation(model_path, cfg, log, mirror: bool = False) -> dict:
         "grid": grid_steadiness(AgeEstimator(KerasRunner(model), detector=detector)),
         "landmark_jitter": landmark_jitter(model, split.val),
     }
+    extra = {"steadiness": steadiness}
+    if lag is not None:
+        from nets.evaluation.lag import lag_check
+
+        extra["lag"] = lag_check(KerasRunner(model), lag or None, detector)
     metrics = evaluate_model(model, split.val, prefix, title=Path(model_path).name + (" (mirror-averaged)" if mirror else ""),
-                             degraded=True, extra={"steadiness": steadiness})
+                             degraded=True, extra=extra)
     describe_metrics(metrics, log, "validation" + (" (mirror-averaged)" if mirror else ""))
     from nets.inference.ranges import calibration_for
 
@@ -211,17 +246,32 @@ def validation_rows(model_path, cfg, log, count: int = 500):
 
 def describe_metrics(metrics: dict, log, what: str) -> None:
     """-test's summary for people: all faces, each source, degraded copies, steadiness."""
+    def number(value, change=False):
+        return "-" if value is None else f"{value:+.3f}" if change else f"{value:.3f}"
+
     def line(m):
-        return (f"{m['faces']} faces, MAE {m['mae']:.3f}, CS(5) {m['cs5']:.3f}"
+        return (f"{m['faces']} faces, MAE {m['mae']:.3f}, balanced MAE {number(m['balanced_mae'])}, CS(5) {m['cs5']:.3f}"
                 + (f", gender accuracy {m['gender_accuracy']:.4f}" if "gender_accuracy" in m else "")
                 + (f", gender ECE {m['gender_ece']:.4f}" if "gender_ece" in m else ""))
+
+    def decades(m, key):
+        return ", ".join(f"{d} {v[key]:+.1f}" for d, v in m.items())
 
     log(f"{what}: {line(metrics)}")
     for source, m in metrics["per_source"].items():
         log(f"  {source}: {line(m)}")
+        log(f"    signed bias (predicted minus true) per decade: {decades(m['mae_per_decade'], 'bias')}")
     for name, m in metrics.get("degraded", {}).items():
-        log(f"  {name}: MAE {m['mae']:.3f} ({m['mae_change']:+.3f})"
+        log(f"  {name}: MAE {m['mae']:.3f} ({m['mae_change']:+.3f}), balanced {number(m['balanced_mae'])} "
+            f"({number(m['balanced_mae_change'], True)}), answers moved {m['age_shift']:+.2f} years"
             + (f", gender accuracy {m['gender_accuracy']:.4f}" if "gender_accuracy" in m else ""))
+        log(f"    moved per decade: {decades(m['age_shift_per_decade'], 'shift')}")
+    lag = metrics.get("lag")
+    if lag:
+        log(f"  LAG: young photos median {lag['young_median']:.1f} ({lag['young_under_13']:.0%} under 13, "
+            f"{lag['young_under_18']:.0%} under 18), adult photos median {lag['adult_median']:.1f}, "
+            f"{lag['pairs_in_order']:.1%} of {lag['pairs']} same-person pairs in the right order "
+            f"(no face in {lag['not_found']['young']} young and {lag['not_found']['adult']} adult photos)")
     steady = metrics.get("steadiness")
     if steady:
         grid, jitter = steady["grid"], steady["landmark_jitter"]
@@ -261,7 +311,7 @@ def main(argv, description: str, gender: bool) -> int:
                                  f"write a mirror model first (--epochs 0 --mirror -p {model_path} -s NEW.keras) "
                                  "and export that")
             if args.test:
-                print(json.dumps(run_evaluation(model_path, cfg, log, args.mirror), indent=2))
+                print(json.dumps(run_evaluation(model_path, cfg, log, args.mirror, args.lag), indent=2))
             if args.freeze:
                 from nets.training.export import export_tflite
                 from nets.network.model import load_c3ae

@@ -53,6 +53,12 @@ class TrainConfig:
     steps_per_epoch: int | None = None
     teacher: str | None = None             # learn W1 (and gender) partly from this model's answers
     teacher_weight: float = 0.5            # its share of those targets; the true labels keep the rest
+    age_cap: int | None = None             # at most this many training faces per year of age and source
+    lds: str | None = None                 # age and W1 loss weights from the smoothed age density: inverse, sqrt
+    lds_sigma: float = 2.0                 # that density's Gaussian smoothing, in years
+    old_print: float = 0.0                 # share of training faces made to look like old scanned prints
+    low_res: float | None = None           # share of training faces shrunk 1.5-5x and enlarged back (None: --robust's)
+    prior_correction: float | str = 0.0    # --epochs 0: W1 corrected for the age prior this strongly ("auto": chosen on validation)
     command: str = field(default_factory=lambda: " ".join(["python"] + sys.argv))
 
     @property

@@ -326,10 +326,11 @@ def as_inputs(crops: np.ndarray) -> dict:
 
 def make_dataset(rows: pd.DataFrame, batch_size: int, bins: int, gender: bool, training: bool,
                  augment: AugmentConfig | None = None, seed: int = 2019, smooth: float = SMOOTH_GENDER,
-                 drop_remainder: bool = False):
+                 drop_remainder: bool = False, age_weights=None):
     """tf.data over rows: batches of indices are decoded, cropped (and augmented) in parallel.
 
     drop_remainder leaves out the last partial batch (needed when batches are split over replicas).
+    age_weights: a loss weight per row for the age and W1 losses (LDS); gender keeps weight 1.
     """
     import cv2
     import tensorflow as tf
@@ -341,12 +342,16 @@ def make_dataset(rows: pd.DataFrame, batch_size: int, bins: int, gender: bool, t
     store = ChipStore(rows)
     n = len(rows)
 
+    weights = None if age_weights is None else np.asarray(age_weights, np.float32)
+
     def load_batch(indices, batch_seed):
         rng = np.random.default_rng([int(batch_seed), seed]) if training and augment else None
         crops = store.crops(indices, rng, augment if training else None)
-        return tuple(crops[:, k] for k in range(3)) + tuple(target_arrays[k][indices] for k in target_arrays)
+        return (tuple(crops[:, k] for k in range(3)) + tuple(target_arrays[k][indices] for k in target_arrays)
+                + (() if weights is None else (weights[indices],)))
 
-    output_types = [tf.uint8] * 3 + [tf.float32] * len(target_arrays)  # crops cast to float32 below, in TF
+    output_types = ([tf.uint8] * 3 + [tf.float32] * len(target_arrays)  # crops cast to float32 below, in TF
+                    + ([] if weights is None else [tf.float32]))
 
     def to_structure(indices, batch_seed):
         values = tf.numpy_function(load_batch, [indices, batch_seed], output_types, stateful=False)
@@ -354,8 +359,13 @@ def make_dataset(rows: pd.DataFrame, batch_size: int, bins: int, gender: bool, t
             v.set_shape([None, 64, 64, 3])
         for v, key in zip(values[3:], target_arrays):
             v.set_shape([None, target_arrays[key].shape[1]])
-        return ({name: tf.cast(values[k], tf.float32) for k, name in enumerate(CROP_NAMES)},
-                {key: values[3 + k] for k, key in enumerate(target_arrays)})
+        inputs = {name: tf.cast(values[k], tf.float32) for k, name in enumerate(CROP_NAMES)}
+        labels = {key: values[3 + k] for k, key in enumerate(target_arrays)}
+        if weights is None:
+            return inputs, labels
+        weight = values[-1]
+        weight.set_shape([None])
+        return inputs, labels, {key: weight if key in ("age", "W1") else tf.ones_like(weight) for key in labels}
 
     ds = tf.data.Dataset.range(n)
     if training:

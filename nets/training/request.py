@@ -77,6 +77,8 @@ def check_numbers(cfg: TrainConfig) -> None:
         raise TrainingError(f"--width must be 1 or more, not {cfg.width}")
     if not 0.0 <= cfg.teacher_weight <= 1.0:
         raise TrainingError(f"--teacher-weight must be between 0 and 1, not {cfg.teacher_weight}")
+    if cfg.prior_correction and cfg.epochs != 0:
+        raise TrainingError("--prior-correction corrects a trained model's answers; give it with --epochs 0 -p MODEL")
 
 
 class RunLock:
@@ -148,7 +150,9 @@ def load_teacher(path, cfg: TrainConfig):
 RESUMED_SETTINGS = {"batch_size": "-b", "lr": "-lr", "cosine_lr": "--cosine-lr", "ema": "--ema",
                     "augment": "augmentation", "robust": "--robust", "erase": "-d", "seed": "--seed",
                     "steps_per_epoch": "--steps-per-epoch", "smooth_gender": "gender label smoothing",
-                    "loss": "--loss", "weight_factor": "-w", "loss_weights": "--loss-weights"}
+                    "loss": "--loss", "weight_factor": "-w", "loss_weights": "--loss-weights",
+                    "age_cap": "--age-cap", "lds": "--lds", "lds_sigma": "--lds-sigma", "old_print": "--old-print",
+                    "low_res": "--low-res"}
 
 
 def _resumable_state(cfg: TrainConfig, state_path: Path, last_path: Path, log=print) -> tuple[dict, TrainConfig]:

@@ -14,7 +14,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -267,6 +267,76 @@ def _note_stale_files(save_path: Path, since: float, log) -> None:
             "make them again (-fz, -test, nets/model_card.py)")
 
 
+def balanced_training(train_rows, cfg: TrainConfig, log) -> tuple:
+    """The training faces after --age-cap, and their --lds loss weights (None without)."""
+    from nets.training.balance import cap_per_age, lds_weights
+
+    if cfg.age_cap:
+        capped = cap_per_age(train_rows, cfg.age_cap, cfg.seed)
+        log(f"--age-cap {cfg.age_cap}: {len(capped)} of the {len(train_rows)} training faces (at most "
+            f"{cfg.age_cap} per year of age and source)")
+        train_rows = capped
+    if not cfg.lds:
+        return train_rows, None
+    weights = lds_weights(train_rows["age"].to_numpy(), cfg.lds, cfg.lds_sigma)
+    log(f"--lds {cfg.lds}: age and W1 loss weights {weights.min():.2f} to {weights.max():.2f} (average 1)")
+    return train_rows, weights
+
+
+PRIOR_STRENGTHS = [round(0.1 * k, 1) for k in range(11)]  # tried by --prior-correction auto
+PRIOR_FLOOR = 1e-3  # added to every bin's share, so that a bin no training face reaches can be corrected too
+
+
+def training_prior(train_rows, bins: int) -> list:
+    """The training faces' share of each bin of the two-point distribution (floored at PRIOR_FLOOR)."""
+    from nets.training.data import targets
+
+    share = targets(train_rows, bins, False)["W1"].mean(axis=0) + PRIOR_FLOOR
+    return (share / share.sum()).tolist()
+
+
+def choose_prior_strength(sweep: dict, mae_allowance: float = 0.3) -> float:
+    """From {strength: {source: {"mae", "balanced_mae"}}} (0 among them): the strength with the lowest
+    balanced MAE averaged over the sources, among those whose plain MAE is at most mae_allowance years
+    worse than without correction on every source."""
+    plain = sweep[0.0]
+    if any(m["balanced_mae"] is None for m in plain.values()):
+        raise TrainingError("--prior-correction auto needs a balanced MAE of every source (20 validation faces in "
+                            "some decade of 0-79); too few validation faces here: give a strength")
+    allowed = [t for t, m in sweep.items() if all(m[s]["mae"] <= plain[s]["mae"] + mae_allowance for s in m)]
+    return min(allowed, key=lambda t: np.mean([m["balanced_mae"] for m in sweep[t].values()]))
+
+
+def with_prior_correction(model, strength, train_rows, val_rows, bins: int, state: dict, log):
+    """The model with W1 corrected for the training age prior (PriorCorrection); strength "auto": the
+    one of PRIOR_STRENGTHS with the lowest balanced MAE averaged over the sources whose plain MAE stays
+    within 0.3 years of the uncorrected model's on every source (on the validation faces)."""
+    from nets.evaluation.evaluate import metrics_by_source, predict_rows
+    from nets.network.model import describe, rebuild
+
+    prior = training_prior(train_rows, bins)
+    if strength == "auto":
+        w1 = predict_rows(model, val_rows)["W1"]
+        kernel, bias = (np.asarray(w) for w in model.get_layer("age").get_weights())
+        sweep = {}
+        for tried in PRIOR_STRENGTHS:
+            corrected = w1 * np.power(prior, -tried)
+            ages = (corrected / corrected.sum(axis=1, keepdims=True)) @ kernel + bias
+            sweep[tried] = {s: {"mae": m["mae"], "balanced_mae": m["balanced_mae"]}
+                            for s, m in metrics_by_source(val_rows, {"age": ages})["per_source"].items()}
+        strength = choose_prior_strength(sweep)
+        state["prior_correction_sweep"] = {str(t): m for t, m in sweep.items()}
+        log("prior correction on the validation faces (strength: MAE / balanced MAE per source): " + "; ".join(
+            f"{t}: " + ", ".join(f"{s} {v['mae']:.3f} / {v['balanced_mae']:.3f}" for s, v in m.items())
+            for t, m in sweep.items()) + f"; chosen: {strength}")
+    if strength == 0:
+        log("note: prior correction of strength 0 changes nothing; the model is written without it")
+        return model
+    corrected = rebuild(model, prior_correction={"prior": prior, "strength": float(strength)})
+    state.update(prior_correction={"strength": float(strength), "prior": prior}, model=describe(corrected))
+    return corrected
+
+
 def train(cfg: TrainConfig, log=print) -> dict:
     """Train (or resume) a model; returns the state written to NAME.state.json."""
     from nets.training.data import load_rows
@@ -303,14 +373,15 @@ def _train(request, rows, log) -> dict:
                                keep_path=cfg.split_from)
     if len(split.train) == 0 or len(split.val) == 0:
         raise TrainingError("the split has an empty side; more data is needed")
+    train_rows, age_weights = balanced_training(split.train, cfg, log)
     replicas = strategy.num_replicas_in_sync
     if replicas > 1 and (cfg.batch_size % replicas or min(len(split.train), len(split.val)) < cfg.batch_size):
         raise TrainingError(f"with {replicas} replicas the batch size must be a multiple of {replicas} "
                             "and no larger than either side of the split")
     if replicas > 1:  # every replica needs an equal share of each batch: partial batches are left out
         log(f"{replicas} replicas: the last partial batch of each epoch is left out")
-    steps = cfg.steps_per_epoch or (len(split.train) // cfg.batch_size if replicas > 1
-                                    else math.ceil(len(split.train) / cfg.batch_size))
+    steps = cfg.steps_per_epoch or (len(train_rows) // cfg.batch_size if replicas > 1
+                                    else math.ceil(len(train_rows) / cfg.batch_size))
 
     initial_epoch = 0
     with strategy.scope():
@@ -332,14 +403,17 @@ def _train(request, rows, log) -> dict:
                 log(f"started from {cfg.pretrain_path}: weights of {copied} layers copied")
                 theirs, ours = describe(parent), describe(model)
                 differ = [k for k in ("se", "se_pooling", "white", "activation", "neck", "width", "bins") if theirs[k] != ours[k]]
+                if theirs["prior_correction"] and not cfg.prior_correction:
+                    log(f"note: {cfg.pretrain_path} corrects W1 for the age prior (strength "
+                        f"{theirs['prior_correction']['strength']}); this model does not (give --prior-correction)")
                 if differ:
                     log(f"note: {cfg.pretrain_path} differs from this model in "
                         + ", ".join(f"{k} ({theirs[k]} there, {ours[k]} here)" for k in differ)
                         + "; the layers that do not match start fresh")
-            compile_model(model, cfg, split.train, steps)
+            compile_model(model, cfg, train_rows, steps)
             used = pd.concat([split.train, split.val])
             state = {"config": asdict(cfg), "model": describe(model), "train_faces": len(split.train),
-                     "val_faces": len(split.val),
+                     "val_faces": len(split.val), **({"train_faces_used": len(train_rows)} if cfg.age_cap else {}),
                      "data": {"sources": pd.Series(row_sources(used)).value_counts().to_dict(),
                               "detectors": used["detector"].value_counts().to_dict()}}
             if cfg.pretrain_path:
@@ -348,6 +422,9 @@ def _train(request, rows, log) -> dict:
     val_ds = make_dataset(split.val, cfg.batch_size, cfg.bins, cfg.gender, False, smooth=smooth,
                           drop_remainder=replicas > 1)
     if cfg.epochs == 0 and not cfg.resume:
+        if cfg.prior_correction:
+            model = with_prior_correction(model, cfg.prior_correction, train_rows, split.val, cfg.bins, state, log)
+            compile_model(model, cfg, train_rows, steps)  # for its validation MAE
         return _write_untrained(model, cfg, state, val_ds, log)
     if initial_epoch >= cfg.epochs:
         log(f"already trained for {initial_epoch} epochs (--epochs {cfg.epochs}); nothing to do")
@@ -356,8 +433,10 @@ def _train(request, rows, log) -> dict:
     augment = None
     if cfg.augment:
         augment = AugmentConfig.robust(cfg.erase) if cfg.robust else AugmentConfig(erase_prob=cfg.erase)
-    train_ds = make_dataset(split.train, cfg.batch_size, cfg.bins, cfg.gender, True, augment, cfg.seed, smooth,
-                            drop_remainder=replicas > 1)
+        augment = replace(augment, old_print_prob=cfg.old_print,
+                          low_res_prob=augment.low_res_prob if cfg.low_res is None else cfg.low_res)
+    train_ds = make_dataset(train_rows, cfg.batch_size, cfg.bins, cfg.gender, True, augment, cfg.seed, smooth,
+                            drop_remainder=replicas > 1, age_weights=age_weights)
     if teacher is not None:
         train_ds = with_teacher(train_ds, teacher, cfg.teacher_weight)
         if not cfg.resume:
@@ -371,7 +450,7 @@ def _train(request, rows, log) -> dict:
     callbacks = [keras.callbacks.SwapEMAWeights()] if ema else []  # validate the averages
     callbacks += [checkpoint, keras.callbacks.CSVLogger(str(artifact(save_path, ".log.csv")),
                                                        append=cfg.resume)]
-    log(f"training {describe(model)['params']} parameters on {len(split.train)} faces, "
+    log(f"training {describe(model)['params']} parameters on {len(train_rows)} faces, "
         f"validating on {len(split.val)}, {cfg.epochs - initial_epoch} epochs of {steps} steps")
     model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
               steps_per_epoch=steps if cfg.steps_per_epoch else None, callbacks=callbacks, verbose=2, shuffle=False)
