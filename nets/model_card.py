@@ -31,7 +31,7 @@ def check_keys(split_path: Path, count: int = CHECK_FACES) -> list:
     return keys[::max(1, len(keys) // count)][:count]
 
 
-LEVERS = ("age_cap", "lds", "old_print", "low_res", "prior_correction")  # issue 25's levers against the pull to the middle
+LEVERS = ("age_cap", "lds", "old_print", "low_res", "grey", "prior_correction")  # issue 25's levers against the pull to the middle
 
 
 def stage_levers(stage: dict) -> dict:

@@ -341,13 +341,13 @@ def test_resume_goes_on_with_the_levers_of_the_run(tmp_path):
 
     model = tmp_path / "m.keras"
     started = TrainConfig(save_path=str(model), epochs=6, age_cap=150, lds="inverse", lds_sigma=3.0, old_print=0.35,
-                          low_res=0.5)
+                          low_res=0.5, grey=0.3)
     artifact(model, ".state.json").write_text(json.dumps({"config": started.__dict__, "epochs_done": 2}))
     artifact(model, ".last.keras").write_bytes(b"the last model")
     said = []
     _, cfg = _resumable_state(TrainConfig(save_path=str(model), epochs=6, resume=True),
                               artifact(model, ".state.json"), artifact(model, ".last.keras"), said.append)
-    assert (cfg.age_cap, cfg.lds, cfg.lds_sigma, cfg.old_print, cfg.low_res) == (150, "inverse", 3.0, 0.35, 0.5)
+    assert (cfg.age_cap, cfg.lds, cfg.lds_sigma, cfg.old_print, cfg.low_res, cfg.grey) == (150, "inverse", 3.0, 0.35, 0.5, 0.3)
     assert "--age-cap 150 (not None), --lds inverse (not None), --lds-sigma 3.0 (not 2.0), --old-print 0.35" in said[0]
 
 
@@ -363,12 +363,12 @@ def test_levers_train_and_the_prior_correction_is_chosen_on_validation(tiny_utk,
 
     trained = tmp_path / "t" / "m.keras"
     code, said = run("--dataset", tiny_utk, "--source", "utk", "-se", "-white", "-b", "8", "--epochs", "1",
-                     "--age-cap", "2", "--lds", "sqrt", "--old-print", "0.5", "--low-res", "0.6", "-s", trained)
+                     "--age-cap", "2", "--lds", "sqrt", "--old-print", "0.5", "--low-res", "0.6", "--grey", "0.3", "-s", trained)
     assert code == 0, said
     assert any(line.startswith("--age-cap 2: ") for line in said) and any("--lds sqrt: " in line for line in said)
     state = json.loads(artifact(trained, ".state.json").read_text())
     assert state["train_faces_used"] < state["train_faces"]
-    assert stage_levers(state) == {"age_cap": 2, "lds": "sqrt", "lds_sigma": 2.0, "old_print": 0.5, "low_res": 0.6}
+    assert stage_levers(state) == {"age_cap": 2, "lds": "sqrt", "lds_sigma": 2.0, "old_print": 0.5, "low_res": 0.6, "grey": 0.3}
     corrected = tmp_path / "c" / "m.keras"
     artifact(corrected, ".split.json").parent.mkdir()
     shutil.copy(artifact(trained, ".split.json"), artifact(corrected, ".split.json"))

@@ -119,6 +119,9 @@ def build_parser(description: str, gender: bool) -> argparse.ArgumentParser:
     p.add_argument("--low-res", type=_number(float, 0.0, 1.0), default=None,
                    help="share of training faces shrunk 1.5-5x and enlarged back, as a face small in its photo is "
                         "(default: none given, 0.25 with --robust, 0 without)")
+    p.add_argument("--grey", type=_number(float, 0.0, 1.0), default=None,
+                   help="share of training faces made grey (default: none given, 0.15 with --robust, 0 without); "
+                        "more grey faces keep grey photos from being read as old prints")
     p.add_argument("--prior-correction", type=_strength, default=0.0,
                    help="with --epochs 0 -p MODEL: divide W1 by the training faces' share of each age bin to this "
                         "power inside the model (logit adjustment; 0 none, 1 all), or 'auto': the strength with the "
@@ -153,7 +156,7 @@ def config_from_args(args, gender: bool):
         cpu_devices=args.cpu_devices, gpu=args.gpu, steps_per_epoch=args.steps_per_epoch, mirror=args.mirror,
         robust=args.robust, split_from=args.split_from, width=args.width,
         teacher=args.teacher, teacher_weight=args.teacher_weight, age_cap=args.age_cap, lds=args.lds,
-        lds_sigma=args.lds_sigma, old_print=args.old_print, low_res=args.low_res,
+        lds_sigma=args.lds_sigma, old_print=args.old_print, low_res=args.low_res, grey=args.grey,
         prior_correction=args.prior_correction, **extra)
 
 

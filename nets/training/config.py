@@ -58,6 +58,7 @@ class TrainConfig:
     lds_sigma: float = 2.0                 # that density's Gaussian smoothing, in years
     old_print: float = 0.0                 # share of training faces made to look like old scanned prints
     low_res: float | None = None           # share of training faces shrunk 1.5-5x and enlarged back (None: --robust's)
+    grey: float | None = None              # share of training faces made grey (None: --robust's)
     prior_correction: float | str = 0.0    # --epochs 0: W1 corrected for the age prior this strongly ("auto": chosen on validation)
     command: str = field(default_factory=lambda: " ".join(["python"] + sys.argv))
 

@@ -152,7 +152,7 @@ RESUMED_SETTINGS = {"batch_size": "-b", "lr": "-lr", "cosine_lr": "--cosine-lr",
                     "steps_per_epoch": "--steps-per-epoch", "smooth_gender": "gender label smoothing",
                     "loss": "--loss", "weight_factor": "-w", "loss_weights": "--loss-weights",
                     "age_cap": "--age-cap", "lds": "--lds", "lds_sigma": "--lds-sigma", "old_print": "--old-print",
-                    "low_res": "--low-res"}
+                    "low_res": "--low-res", "grey": "--grey"}
 
 
 def _resumable_state(cfg: TrainConfig, state_path: Path, last_path: Path, log=print) -> tuple[dict, TrainConfig]:

@@ -434,7 +434,8 @@ def _train(request, rows, log) -> dict:
     if cfg.augment:
         augment = AugmentConfig.robust(cfg.erase) if cfg.robust else AugmentConfig(erase_prob=cfg.erase)
         augment = replace(augment, old_print_prob=cfg.old_print,
-                          low_res_prob=augment.low_res_prob if cfg.low_res is None else cfg.low_res)
+                          low_res_prob=augment.low_res_prob if cfg.low_res is None else cfg.low_res,
+                          grayscale_prob=augment.grayscale_prob if cfg.grey is None else cfg.grey)
     train_ds = make_dataset(train_rows, cfg.batch_size, cfg.bins, cfg.gender, True, augment, cfg.seed, smooth,
                             drop_remainder=replicas > 1, age_weights=age_weights)
     if teacher is not None:
