@@ -332,6 +332,22 @@ def test_compare_evals_prints_tables_and_plots(tmp_path, run_python):
     assert refused.returncode == 2 and "run -test again" in refused.stderr
 
 
+def test_compare_evals_takes_models_validated_on_one_source_each(tmp_path, run_python):
+    """Cross-source runs validate on one source each: every table shows each model where it has numbers."""
+    records = {}
+    for name, kept in (("utk2asia", "asia"), ("asia2utk", "utk")):
+        record = a_record([1, 2, 1, 0, -1, -1, -2, -3], 20.0)
+        record["per_source"] = {kept: record["per_source"][kept]}
+        record["degraded"]["old print"]["per_source"] = {kept: record["degraded"]["old print"]["per_source"][kept]}
+        records[name] = tmp_path / f"{name}.eval.json"
+        records[name].write_text(json.dumps(record))
+    result = run_python("nets/compare_evals.py", *(f"{k}={v}" for k, v in records.items()), "--plot", tmp_path / "b.png")
+    assert result.returncode == 0, result.stderr
+    assert "| utk2asia | asia | 240 |" in result.stdout and "| asia2utk | utk | 240 |" in result.stdout
+    asia_table = result.stdout.split("| asia: MAE / bias")[1].split("\n\n")[0]
+    assert "utk2asia" in asia_table and "asia2utk" not in asia_table
+
+
 # --- the levers in a run's record ------------------------------------------------------------------
 
 def test_resume_goes_on_with_the_levers_of_the_run(tmp_path):

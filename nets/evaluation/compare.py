@@ -41,14 +41,14 @@ def accuracy_table(evaluations: dict) -> str:
 
 
 def decade_table(evaluations: dict, source: str) -> str:
-    """MAE / signed bias of every decade of one source, per model."""
-    decades = sorted({d for m in evaluations.values() for d in m["per_source"][source]["mae_per_decade"]},
-                     key=lambda d: int(d.split("-")[0]))
-    rows = []
-    for label, m in evaluations.items():
-        per = m["per_source"][source]["mae_per_decade"]
-        rows.append([label] + [f"{per[d]['mae']:.2f} / {per[d]['bias']:+.1f}" if d in per else "" for d in decades])
-    first = next(iter(evaluations.values()))["per_source"][source]["mae_per_decade"]
+    """MAE / signed bias of every decade of one source, per model that was validated on it (a
+    cross-source run validates on one source only)."""
+    on_source = {label: m["per_source"][source]["mae_per_decade"]
+                 for label, m in evaluations.items() if source in m["per_source"]}
+    decades = sorted({d for per in on_source.values() for d in per}, key=lambda d: int(d.split("-")[0]))
+    rows = [[label] + [f"{per[d]['mae']:.2f} / {per[d]['bias']:+.1f}" if d in per else "" for d in decades]
+            for label, per in on_source.items()]
+    first = next(iter(on_source.values()))
     rows.insert(0, ["faces"] + [first.get(d, {}).get("n", "") for d in decades])
     return _table([f"{source}: MAE / bias"] + decades, rows)
 

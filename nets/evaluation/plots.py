@@ -89,12 +89,15 @@ def plot_bias_comparison(evaluations: dict, path, decades_shown: int = 9):
     fig, axes = plt.subplots(1, len(sources), figsize=(5.5 * len(sources), 4), squeeze=False)
     for ax, source in zip(axes[0], sources):
         for label, metrics in evaluations.items():
-            per_decade = metrics["per_source"].get(source, {}).get("mae_per_decade", {})
+            if source not in metrics["per_source"]:  # a cross-source run validates on one source
+                continue
+            on_source = metrics["per_source"][source]
+            per_decade = on_source["mae_per_decade"]
             decades = [d for d in per_decade if int(d.split("-")[0]) < 10 * decades_shown]
             lows = [int(d.split("-")[0]) + 5 for d in decades]
-            balanced = metrics["per_source"][source]["balanced_mae"]
+            balanced = on_source["balanced_mae"]
             ax.plot(lows, [per_decade[d]["bias"] for d in decades], marker="o",
-                    label=f"{label} (MAE {metrics['per_source'][source]['mae']:.2f}"
+                    label=f"{label} (MAE {on_source['mae']:.2f}"
                           + (f", balanced {balanced:.2f})" if balanced is not None else ")"))
         ax.axhline(0, color="k", linewidth=0.8)
         ax.axhspan(-3, 3, color="green", alpha=0.08, label="within 3 years")
