@@ -646,6 +646,22 @@ def test_an_age_model_is_not_written_as_an_age_and_gender_model_untrained(tiny_u
     assert not out.parent.exists()
 
 
+def test_a_fine_tune_keeps_the_split_of_the_model_it_starts_from(tiny_utk, capsys, tmp_path):
+    """A split of its own would validate a fine-tune on faces its -p model trained on (it did, once, here)."""
+    first = tmp_path / "first" / "m.keras"
+    code, _, said = run_trainer(["--dataset", tiny_utk, *QUICK, "-se", "-white", "--val-split", "0.5", "-s", first],
+                                False, capsys)
+    assert code == 0, said
+    parent = read_json(artifact(first, ".split.json"))
+    tuned = tmp_path / "tuned" / "m.keras"
+    code, _, said = run_trainer(["--dataset", tiny_utk, *QUICK, "-p", first, "-s", tuned], False, capsys)
+    assert code == 0, said
+    assert any(n.startswith("note: the new split keeps the sides of") and str(first.parent) in n for n in said), said
+    child = read_json(artifact(tuned, ".split.json"))
+    assert set(child["val"]) == set(parent["val"]) and set(child["train"]) == set(parent["train"])
+    assert read_json(artifact(tuned, ".state.json"))["config"]["split_from"] == str(artifact(first, ".split.json"))
+
+
 def test_a_split_to_keep_that_is_not_a_split_is_refused_before_the_data_is_read(tiny_utk, capsys, tmp_path,
                                                                               repo_root):
     out = tmp_path / "out" / "m.keras"

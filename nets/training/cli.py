@@ -93,7 +93,8 @@ def build_parser(description: str, gender: bool) -> argparse.ArgumentParser:
                         "detector box jitter (nets/training/augment.py AugmentConfig.robust)")
     p.add_argument("--split-from", default=None,
                    help="when a new split is made: keep the sides of this earlier NAME.split.json (a model "
-                        "trained on its training side is then validated on faces it never saw; default: none)")
+                        "trained on its training side is then validated on faces it never saw; default: the -p model's split, "
+                        "if it has one)")
     p.add_argument("--cosine-lr", action="store_true", help="cosine learning-rate decay from lr to lr/100")
     p.add_argument("--ema", action="store_true",
                    help="keep a moving average of the weights (momentum 0.99); validation and the best model use it")
