@@ -8,7 +8,6 @@ It reads NAME.state.json (training, with the stages of -p fine-tuning), NAME.eva
 a fixed list of 500 validation faces (every k-th validation key in sorted order), so a test can
 reproduce an exact number from the raw images.
 """
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -17,11 +16,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nets.network.contract import artifact, file_sha256  # noqa: E402
+
 CHECK_FACES = 500
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def check_keys(split_path: Path, count: int = CHECK_FACES) -> list:
@@ -90,7 +87,6 @@ def write_card(model_path, dataset: str | None = None, source: str | None = None
     from nets.evaluation.evaluate import evaluate_model
     from nets.training.export import exports_beside
     from nets.network.model import as_float32, load_c3ae
-    from nets.network.contract import artifact
     from nets.training.train import all_epochs
 
     model_path = Path(model_path)
@@ -135,7 +131,7 @@ def write_card(model_path, dataset: str | None = None, source: str | None = None
                         **({"gender_accuracy": check["gender_accuracy"]} if "gender_accuracy" in check else {})},
         "curves": [{k: h[k] for k in h if k in ("epoch", "val_age_mae", "val_gender_accuracy", "age_mae")}
                    for h in all_epochs(state)[0]],
-        "files": {f.name: {"bytes": f.stat().st_size, "sha256": sha256(f)} for f in files},
+        "files": {f.name: {"bytes": f.stat().st_size, "sha256": file_sha256(f)} for f in files},
     }
     add_to_card(card, model_path)  # NAME.calibration.json (nets/calibrate.py): its numbers and its hash
     out = artifact(model_path, ".card.json")

@@ -31,7 +31,7 @@ import numpy as np
 
 from nets.evaluation.reliability import expected_calibration_error, reliability
 from nets.inference.ranges import (AGE_LIMITS, CALIBRATION_FORMAT, Calibration, calibration_path, file_sha256,
-                                   level_name, w1_spread, with_temperature)
+                                   level_name, logit, w1_spread, with_temperature)
 
 LEVELS = (0.8, 0.9)
 DEFAULT_LEVEL = 0.8
@@ -280,9 +280,7 @@ def fit_temperature(male, gender) -> float:
     from sklearn.linear_model import LogisticRegression
 
     known = gender >= 0
-    eps = 1e-7
-    logit = np.log(np.clip(male[known], eps, 1 - eps)) - np.log(np.clip(1 - male[known], eps, 1 - eps))
-    slope = LogisticRegression(fit_intercept=False, C=1e6).fit(logit[:, None], gender[known]).coef_[0, 0]
+    slope = LogisticRegression(fit_intercept=False, C=1e6).fit(logit(male[known])[:, None], gender[known]).coef_[0, 0]
     return float(1.0 / slope) if slope > 0 else 1.0
 
 

@@ -7,25 +7,24 @@ import numpy as np
 ECE_BINS = 10  # equal bins of the stated probability of the answer given, 0.5..1
 
 
-def reliability(confidence, right, bins: int = ECE_BINS) -> list:
-    """Per bin of stated probability (0.5..1): faces, mean stated probability, share right."""
+def _bins(confidence, right, bins: int):
+    """(lower edge, stated probabilities, rights) of every non-empty bin of stated probability 0.5..1."""
     confidence, right = np.asarray(confidence, np.float64), np.asarray(right, np.float64)
     edges = np.linspace(0.5, 1.0, bins + 1)
     which = np.clip(np.searchsorted(edges, confidence, side="right") - 1, 0, bins - 1)
-    return [{"from": round(float(edges[k]), 3), "faces": int((which == k).sum()),
-             "confidence": round(float(confidence[which == k].mean()), 4),
-             "accuracy": round(float(right[which == k].mean()), 4)}
-            for k in range(bins) if (which == k).any()]
+    return [(float(edges[k]), confidence[which == k], right[which == k]) for k in range(bins) if (which == k).any()]
+
+
+def reliability(confidence, right, bins: int = ECE_BINS) -> list:
+    """Per bin of stated probability (0.5..1): faces, mean stated probability, share right."""
+    return [{"from": round(low, 3), "faces": len(stated), "confidence": round(float(stated.mean()), 4),
+             "accuracy": round(float(got.mean()), 4)} for low, stated, got in _bins(confidence, right, bins)]
 
 
 def expected_calibration_error(confidence, right, bins: int = ECE_BINS) -> float:
     """Over the bins of reliability(): the share of faces times |share right - mean stated probability|."""
-    confidence, right = np.asarray(confidence, np.float64), np.asarray(right, np.float64)
-    edges = np.linspace(0.5, 1.0, bins + 1)
-    which = np.clip(np.searchsorted(edges, confidence, side="right") - 1, 0, bins - 1)
-    gaps = [(which == k).sum() * abs(right[which == k].mean() - confidence[which == k].mean())
-            for k in range(bins) if (which == k).any()]
-    return float(sum(gaps) / max(len(confidence), 1))
+    gaps = [len(stated) * abs(got.mean() - stated.mean()) for _, stated, got in _bins(confidence, right, bins)]
+    return float(sum(gaps) / max(len(np.asarray(confidence)), 1))
 
 
 def gender_ece(probabilities, true_gender) -> float:

@@ -177,27 +177,30 @@ class AgeEstimator:
         gender probabilities in `out` are replaced by calibrated ones where the model has a temperature."""
         if self.calibration is None:
             return {}
-        low, high = self.calibration.age_ranges(out["age"], out["W1"], self.level)
+        if self.has_gender and self.calibration.gender_temperature != 1.0:
+            male = self.calibration.male_probabilities(out["gender"][:, 1])
+            out["gender"] = np.stack([1.0 - male, male], axis=1)
+        return self._calibrated_fields(out["age"], out["W1"], out["gender"].max(axis=1) if self.has_gender else None)
+
+    def _calibrated_fields(self, ages, distributions, gender_probs=None) -> dict:
+        """{FacePrediction field: a value per face}: the age range at self.level, and gender_uncertain
+        where there are gender probabilities and the calibration states a threshold."""
+        low, high = self.calibration.age_ranges(ages, distributions, self.level)
         fields = {"age_low": low.tolist(), "age_high": high.tolist(), "age_level": [self.level] * len(low)}
-        if self.has_gender:
-            if self.calibration.gender_temperature != 1.0:
-                male = self.calibration.male_probabilities(out["gender"][:, 1])
-                out["gender"] = np.stack([1.0 - male, male], axis=1)
-            threshold = self.calibration.gender_uncertain_below
-            if threshold is not None:
-                fields["gender_uncertain"] = (out["gender"].max(axis=1) < threshold).tolist()
+        threshold = self.calibration.gender_uncertain_below
+        if gender_probs is not None and threshold is not None:
+            fields["gender_uncertain"] = (np.asarray(gender_probs) < threshold).tolist()
         return fields
 
     def with_range(self, prediction: FacePrediction) -> FacePrediction:
         """The prediction with its age range and gender uncertainty worked out anew from its age, W1 and
         gender_prob (such as a video track's averages of them); with none where there is no calibration."""
-        if self.calibration is None:
-            return replace(prediction, age_low=None, age_high=None, age_level=None, gender_uncertain=None)
-        low, high = self.calibration.age_ranges([prediction.age], [prediction.distribution], self.level)
-        threshold = self.calibration.gender_uncertain_below
-        uncertain = None if prediction.gender_prob is None or threshold is None else prediction.gender_prob < threshold
-        return replace(prediction, age_low=float(low[0]), age_high=float(high[0]), age_level=self.level,
-                       gender_uncertain=uncertain)
+        fields = {"age_low": None, "age_high": None, "age_level": None, "gender_uncertain": None}
+        if self.calibration is not None:
+            gender_probs = None if prediction.gender_prob is None else [prediction.gender_prob]
+            fields.update({k: v[0] for k, v in self._calibrated_fields(
+                [prediction.age], [prediction.distribution], gender_probs).items()})
+        return replace(prediction, **fields)
 
     def predict(self, image: np.ndarray, color: str = "bgr") -> list[FacePrediction]:
         """One record per face found in a uint8 BGR (default) or RGB image, largest first."""

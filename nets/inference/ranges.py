@@ -14,14 +14,14 @@ where scale is 1 (method "mondrian") or the standard deviation of W1 in years pl
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-import re
 from pathlib import Path
 
 import numpy as np
+
+from nets.network.contract import beside_model, file_sha256  # noqa: F401 (file_sha256: part of this module's API)
 
 CALIBRATION_SUFFIX = ".calibration.json"
 CALIBRATION_FORMAT = "c3ae-calibration/1"
@@ -34,13 +34,7 @@ class CalibrationError(ValueError):
 
 def calibration_path(model_path) -> Path:
     """NAME.keras or NAME.KIND.tflite (an export) -> NAME.calibration.json beside it."""
-    path = Path(model_path)
-    stem = re.sub(r"(\.[A-Za-z0-9]+)?\.tflite$", "", path.name) if path.suffix == ".tflite" else path.stem
-    return path.with_name(stem + CALIBRATION_SUFFIX)
-
-
-def file_sha256(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return beside_model(model_path, CALIBRATION_SUFFIX)
 
 
 def w1_spread(distributions, bin_ages) -> np.ndarray:
@@ -112,14 +106,18 @@ class Calibration:
         return with_temperature(male, self.gender_temperature)
 
 
+def logit(p) -> np.ndarray:
+    """log(p / (1 - p)), with p kept off 0 and 1."""
+    p = np.clip(np.asarray(p, np.float64), 1e-7, 1 - 1e-7)
+    return np.log(p) - np.log(1 - p)
+
+
 def with_temperature(male, temperature: float) -> np.ndarray:
     """P(male) = sigmoid(logit(P(male)) / temperature); temperature 1 leaves it as it is."""
     male = np.asarray(male, np.float64)
     if temperature == 1.0:
         return male
-    eps = 1e-7
-    logit = np.log(np.clip(male, eps, 1 - eps)) - np.log(np.clip(1 - male, eps, 1 - eps))
-    return 1.0 / (1.0 + np.exp(-logit / temperature))
+    return 1.0 / (1.0 + np.exp(-logit(male) / temperature))
 
 
 def read_calibration(path) -> Calibration:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
 import threading
@@ -36,6 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from detect import DEFAULT_DETECTOR, ImageReadError, load_image
 from detect.prepare import MAX_PIXELS, decode_image, megapixels
 from nets.inference.predict import DEFAULT_MODEL, REPO_ROOT, AgeEstimator
+from nets.network.contract import beside_model, file_sha256
 from nets.inference.upload import IMAGE_FIELD, UploadError, megabytes, uploaded_photo
 
 WEB = Path(__file__).resolve().parent / "web"  # the page: plain HTML, CSS and JavaScript, no build step
@@ -161,19 +161,13 @@ class InferencePool:
 
 def card_path(model_path: Path) -> Path:
     """NAME.card.json for NAME.keras and for its exports NAME.KIND.tflite."""
-    name = model_path.name
-    stem = name[:-len(".keras")] if name.endswith(".keras") else name.rsplit(".", 2)[0]
-    return model_path.with_name(stem + ".card.json")
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return beside_model(model_path, ".card.json")
 
 
 def model_summary(model_path, detector: str, outputs) -> dict:
     """What GET /model answers: the model file, its outputs and the summary of its card."""
     path = Path(model_path)
-    digest = sha256_of(path)
+    digest = file_sha256(path)
     summary = {"name": path.name, "sha256": digest, "bytes": path.stat().st_size, "detector": detector,
                "outputs": list(outputs), "card": None}
     card_file = card_path(path)

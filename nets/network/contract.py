@@ -3,6 +3,8 @@
 The inference path (`nets/inference/predict.py` with a .tflite file, `nets/test.py`) imports only this,
 so it runs with numpy, OpenCV and LiteRT alone.
 """
+import hashlib
+import re
 from pathlib import Path
 
 CROP_NAMES = ("outer", "middle", "inner")
@@ -20,6 +22,17 @@ class ModelFileError(ValueError):
 
 
 TRUNK_WIDTH = 32  # channels of every convolution of the trunk in Table 1 (--width)
+
+
+def beside_model(model_path, suffix: str) -> Path:
+    """NAME.keras, or an export of it NAME.KIND.tflite -> NAME<suffix> (its card, its calibration)."""
+    path = Path(model_path)
+    stem = re.sub(r"(\.[A-Za-z0-9]+)?\.tflite$", "", path.name) if path.suffix == ".tflite" else path.stem
+    return path.with_name(stem + suffix)
+
+
+def file_sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def artifact(save_path, suffix: str) -> Path:
