@@ -660,6 +660,12 @@ def test_a_fine_tune_keeps_the_split_of_the_model_it_starts_from(tiny_utk, capsy
     child = read_json(artifact(tuned, ".split.json"))
     assert set(child["val"]) == set(parent["val"]) and set(child["train"]) == set(parent["train"])
     assert read_json(artifact(tuned, ".state.json"))["config"]["split_from"] == str(artifact(first, ".split.json"))
+    # a damaged split of the -p model: one sentence before the data is read, and nothing written
+    artifact(first, ".split.json").write_text("{not json")
+    again = tmp_path / "again" / "m.keras"
+    code, _, said = run_trainer(["--dataset", tiny_utk, *QUICK, "-p", first, "-s", again], False, capsys)
+    assert code == 2 and said[-1].startswith(f"error: {artifact(first, '.split.json')} is not a readable split file"), said
+    assert "the -p model's own split" in said[-1] and not again.parent.exists()
 
 
 def test_a_split_to_keep_that_is_not_a_split_is_refused_before_the_data_is_read(tiny_utk, capsys, tmp_path,

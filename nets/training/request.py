@@ -55,13 +55,15 @@ def check_request(cfg: TrainConfig, log=print) -> CheckedRequest:
         log(f"note: {cfg.pretrain_path} is an age model; the gender head starts untrained")
     new_split = not cfg.resume and not artifact(save_path, ".split.json").exists()
     parent_split = artifact(cfg.pretrain_path, ".split.json") if cfg.pretrain_path else None
+    advice = "give the NAME.split.json of the model whose sides are to be kept"
     if new_split and not cfg.split_from and parent_split is not None and parent_split.exists():
         # a split of its own would put faces the -p model trained on among the validation faces
         log(f"note: the new split keeps the sides of {parent_split} (the -p model's), so that no face it "
             "trained on is validated on; --split-from chooses another")
         cfg = replace(cfg, split_from=str(parent_split))
+        advice = "it is the -p model's own split, kept by default: restore it, or give --split-from with another"
     if cfg.split_from and new_split:
-        read_split(cfg.split_from, "give the NAME.split.json of the model whose sides are to be kept")
+        read_split(cfg.split_from, advice)
     teacher = load_teacher(cfg.teacher, cfg) if cfg.teacher and cfg.epochs > 0 else None
     return CheckedRequest(cfg, state, parent, teacher)
 
